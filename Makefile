@@ -1,0 +1,80 @@
+# Switchboard — every task a person wants, one target each. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(abspath $(VENV)/bin)
+STAMP  := $(VENV)/.installed
+
+PROTO_ROOT  := protos
+PROTO_FILES := $(shell find $(PROTO_ROOT) -name "*.proto" 2>/dev/null | LC_ALL=C sort)
+GEN_PY      := generated/python
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# The venv is rebuilt only when pyproject.toml changes: the stamp records the last install.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create the virtualenv and install what is missing
+
+# --- contracts --------------------------------------------------------------
+
+.PHONY: protos
+protos: $(STAMP) ## Generate Python messages, gRPC stubs and .pyi into generated/python
+	PATH="$(BIN):$$PATH" tools/gen_python.sh $(GEN_PY) $(PROTO_ROOT)
+
+.PHONY: check-generated
+check-generated: $(STAMP) ## Fail if generated/python differs from a fresh generation
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	PATH="$(BIN):$$PATH" tools/gen_python.sh "$$tmp" $(PROTO_ROOT); \
+	if ! diff -r -x __pycache__ "$$tmp" $(GEN_PY) >/dev/null; then \
+	  echo "generated/python is stale: run 'make protos' and commit the result" >&2; \
+	  diff -r -x __pycache__ "$$tmp" $(GEN_PY) | head -40 >&2; exit 1; \
+	fi; echo "generated/python is fresh"
+
+.PHONY: buf-lint
+buf-lint: $(STAMP) ## Lint the contracts with buf (STANDARD + COMMENTS)
+	cd $(PROTO_ROOT)/.. && $(BIN)/buf lint
+
+.PHONY: breaking
+breaking: $(STAMP) ## Compare the contracts with main's (buf breaking, FILE rules)
+	$(BIN)/buf breaking --against '.git#branch=main'
+
+# --- quality ---------------------------------------------------------------
+
+.PHONY: lint
+lint: buf-lint $(STAMP) ## buf lint, ruff and mypy (strict on hand-written code)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and fix imports with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# --- run & test ------------------------------------------------------------
+
+.PHONY: test
+test: $(STAMP) ## Create the venv if needed, then run every test
+	$(PY) -m pytest
+
+.PHONY: run
+run: $(STAMP) ## Create the venv if needed, then start the platform in the foreground
+	$(PY) -m services.runtime.supervisor
+
+.PHONY: clean
+clean: ## Remove the venv and caches (generated/ is committed and kept)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
