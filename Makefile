@@ -15,9 +15,12 @@ PROTO_ROOT  := protos
 PROTO_FILES := $(shell find $(PROTO_ROOT) -name "*.proto" 2>/dev/null | LC_ALL=C sort)
 GEN_PY      := generated/python
 
+# Pinned tools under .tools/ (grpcurl, ghz, Go/TS/Java stub plugins, etcd) and `make stubs`.
+include mk/tools.mk
+
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The venv is rebuilt only when pyproject.toml changes: the stamp records the last install.
 $(STAMP): pyproject.toml

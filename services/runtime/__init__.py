@@ -1,0 +1,89 @@
+"""What every Switchboard service process runs on: server runtime (and, later, client runtime).
+
+Example::
+
+    from services.runtime import NotFound, ServerConfig, Service, serve
+"""
+
+from __future__ import annotations
+
+from services.runtime._context import (
+    current_deadline,
+    current_request_id,
+    remaining_time,
+    request_scope,
+)
+from services.runtime._serve import Lifecycle, configure_logging, run_main, serve
+from services.runtime._server import (
+    BindError,
+    HealthServicer,
+    Service,
+    create_server,
+    set_health_status,
+)
+from services.runtime.config import (
+    ConfigError,
+    ServerConfig,
+    add_server_arguments,
+    parse_server_config,
+)
+from services.runtime.errors import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    SwitchboardError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    Unknown,
+    from_rpc_error,
+)
+
+__all__ = [
+    "Aborted",
+    "AlreadyExists",
+    "BindError",
+    "Cancelled",
+    "ConfigError",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FieldViolation",
+    "HealthServicer",
+    "Internal",
+    "InvalidArgument",
+    "Lifecycle",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "ServerConfig",
+    "Service",
+    "SwitchboardError",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "add_server_arguments",
+    "configure_logging",
+    "create_server",
+    "current_deadline",
+    "current_request_id",
+    "from_rpc_error",
+    "parse_server_config",
+    "remaining_time",
+    "request_scope",
+    "run_main",
+    "serve",
+    "set_health_status",
+]

@@ -1,0 +1,103 @@
+"""The registry process: flags, store, servicer and the runtime's ``serve``.
+
+``python -m registry --listen 127.0.0.1:0`` serves RegistryService (with health
+and reflection) and logs ``registry listening on 127.0.0.1:<port>`` once it
+answers. SIGTERM marks it NOT_SERVING, ends open watches with UNAVAILABLE (so
+watchers move on at once instead of waiting out the grace period), drains
+in-flight calls and exits 0.
+
+Example::
+
+    config, settings = parse_args(["--listen", "127.0.0.1:0", "--ttl-max", "60"])
+    await run(config, settings)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from registry._servicer import RegistryServicer, registry_service
+from registry._settings import RegistrySettings, add_registry_arguments
+from registry._store import MemoryStore
+from services.runtime import ConfigError, ServerConfig, add_server_arguments, run_main, serve
+
+__all__ = ["DEFAULT_PORT", "build_parser", "main", "parse_args", "run"]
+
+DEFAULT_PORT = 50051
+
+_log = logging.getLogger("registry")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: the runtime's server flags plus the registry's own."""
+    parser = argparse.ArgumentParser(
+        prog="python -m registry",
+        description="Switchboard registry: where service instances register and are found.",
+    )
+    add_server_arguments(parser, default_port=DEFAULT_PORT)
+    add_registry_arguments(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, RegistrySettings]:
+    """Parse flags and ``SWITCHBOARD_*`` variables; a bad value exits 2 with one line.
+
+    Example: ``config, settings = parse_args(["--token-file", "/run/secrets/registry"])``.
+    """
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return ServerConfig.from_args(ns), RegistrySettings.from_args(ns)
+    except ConfigError as err:
+        parser.error(str(err))
+
+
+class _Announce:
+    """Lifecycle hook: log the bound address on start; end open streams on stop."""
+
+    def __init__(self, config: ServerConfig, servicer: RegistryServicer) -> None:
+        self._config = config
+        self._servicer = servicer
+
+    async def started(self, port: int) -> None:
+        line = f"registry listening on {self._config.listen_on(port)}"
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(line)
+        else:  # whoever started us on port 0 needs the port, whatever the log level
+            print(line, file=sys.stderr, flush=True)
+
+    async def stopping(self) -> None:
+        await self._servicer.stop()  # KeepAlive streams
+        await self._servicer.store.close()  # Watch streams, and the reaper
+
+
+async def run(
+    config: ServerConfig, settings: RegistrySettings, *, stop: asyncio.Event | None = None
+) -> None:
+    """Serve the registry with an in-memory store until SIGTERM/SIGINT (or ``stop``)."""
+    store = MemoryStore(settings.limits)
+    await store.start()
+    servicer = RegistryServicer(store, settings, bind_certificates=config.mtls)
+    if settings.token is None:
+        _log.warning("no token configured: registry writes are open to every client")
+    try:
+        await serve(
+            [registry_service(servicer)], config, hooks=[_Announce(config, servicer)], stop=stop
+        )
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``python -m registry`` entry point."""
+    config, settings = parse_args(argv)
+    run_main(lambda: run(config, settings), log_level=config.log_level)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

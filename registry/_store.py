@@ -1,0 +1,605 @@
+"""Registry storage: the ``RegistryStore`` interface and its in-memory implementation.
+
+The model is etcd's, so an etcd-backed store can implement the same interface:
+
+* one global **revision**, bumped by exactly one per change (register, replace,
+  deregister, expiry); renewals do not change it;
+* **leases** with a TTL, granted by ``register``, renewed by ``renew``, revoked by
+  ``deregister`` or by a replacing registration, expired by the reaper;
+* **instances** keyed by ``(service, instance_id)``, each attached to one lease;
+* **watches** per service from a revision, served from a bounded history of
+  recent events (a ring buffer). A start revision the history no longer covers
+  gets a ``SNAPSHOT_REASON_RESYNC`` snapshot, never a silent gap.
+
+Revisions across restarts. The in-memory store forgets everything when the
+process exits, so its revisions must not be confused with an earlier run's.
+By default the first revision is the wall-clock time in microseconds: a new run
+starts above every revision an earlier run handed out (a run would need more
+than one change per microsecond on average to catch up with the clock). A
+watcher resuming from an earlier run's revision therefore asks for history
+older than anything kept and gets a RESYNC snapshot. A start revision *larger*
+than the current one (the clock went backwards, or the store started from
+zero) cannot come from this run either and also gets a RESYNC snapshot: a
+watch never waits for a revision that may never come. (etcd keeps its
+revisions across restarts; a compacted revision there maps to the same RESYNC.)
+
+Example::
+
+    store = MemoryStore()
+    await store.start()                     # starts the reaper
+    reg = await store.register(instance, ttl=10.0)
+    await store.renew(reg.lease_id)
+    async with await store.watch("user", 0) as stream:
+        first = await anext(stream)         # Snapshot(reason=INITIAL)
+    await store.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import NamedTuple, Protocol, Self
+
+from services.runtime import errors
+from switchboard.registry.v1 import instance_pb2
+
+__all__ = [
+    "MemoryStore",
+    "Registration",
+    "RegistryStore",
+    "Resolution",
+    "ServiceCount",
+    "StoreLimits",
+    "WatchItem",
+    "WatchStream",
+    "new_lease_id",
+]
+
+_log = logging.getLogger("registry.store")
+
+WatchItem = instance_pb2.Snapshot | instance_pb2.InstanceEvent
+"""What a watch stream yields: a full snapshot or one change."""
+
+_Kind = instance_pb2.InstanceEventType
+_ADDED = instance_pb2.INSTANCE_EVENT_TYPE_ADDED
+_UPDATED = instance_pb2.INSTANCE_EVENT_TYPE_UPDATED
+_REMOVED = instance_pb2.INSTANCE_EVENT_TYPE_REMOVED
+_EXPIRED = instance_pb2.INSTANCE_EVENT_TYPE_EXPIRED
+_INITIAL = instance_pb2.SNAPSHOT_REASON_INITIAL
+_RESYNC = instance_pb2.SNAPSHOT_REASON_RESYNC
+
+_LEASE_TYPE = "switchboard.registry.v1.Lease"
+_REAP_BATCH = 2_000  # expiries per reaper step before yielding to the event loop
+
+
+def new_lease_id() -> str:
+    """A fresh, unguessable lease id: 192 random bits, URL-safe base64 (32 characters).
+
+    Example: ``len(new_lease_id()) == 32``.
+    """
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """Caps that bound the store's memory; each breach is ``ResourceExhausted``.
+
+    ``history`` is how many recent events a resuming watch can replay;
+    ``watch_queue`` is how many undelivered events one watcher may hold before
+    it is sent a RESYNC snapshot instead.
+
+    Example: ``StoreLimits(max_instances=1_000, history=100)``.
+    """
+
+    max_instances: int = 100_000
+    max_instances_per_service: int = 10_000
+    max_watchers: int = 10_000
+    history: int = 10_000
+    watch_queue: int = 1_024
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The outcome of ``register``: the new lease, its TTL in seconds, the revision."""
+
+    lease_id: str
+    ttl: float
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The live instances of a service (ordered by instance id) at a revision.
+
+    The instances are the store's own: read them, copy them, never mutate them.
+    """
+
+    instances: list[instance_pb2.Instance]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCount:
+    """A service name and its number of live instances."""
+
+    name: str
+    instance_count: int
+
+
+class WatchStream(Protocol):
+    """An open watch: async-iterate it for items; close it (or use ``async with``) when done.
+
+    Iteration raises ``errors.Unavailable`` when the store shuts down.
+    """
+
+    def __aiter__(self) -> AsyncIterator[WatchItem]: ...
+
+    async def __anext__(self) -> WatchItem: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RegistryStore(Protocol):
+    """Where the registry keeps instances, leases and their change history.
+
+    Errors are ``services.runtime.errors`` types: ``NotFound`` for an unknown
+    lease, ``ResourceExhausted`` for a cap, ``Unavailable`` once closed. Inputs
+    are validated by the caller; a store only enforces its own limits.
+    """
+
+    async def start(self) -> None:
+        """Start background work (lease expiry)."""
+
+    async def close(self) -> None:
+        """Stop background work and end every open watch."""
+
+    async def register(self, instance: instance_pb2.Instance, ttl: float) -> Registration:
+        """Store ``instance`` under a new lease; replace (and revoke) an existing entry."""
+        ...
+
+    async def renew(self, lease_id: str) -> float:
+        """Renew a lease for its full TTL again; return the TTL in seconds."""
+        ...
+
+    async def deregister(self, lease_id: str) -> int:
+        """Remove the lease's instance and revoke the lease; return the revision."""
+        ...
+
+    async def resolve(self, service: str) -> Resolution:
+        """Live instances of ``service`` (none for an unknown service)."""
+        ...
+
+    async def list_services(self) -> tuple[list[ServiceCount], int]:
+        """Services with at least one instance, ordered by name, and the revision."""
+        ...
+
+    async def watch(self, service: str, start_revision: int) -> WatchStream:
+        """Open a watch: a snapshot (0), the events after ``start_revision``, or a RESYNC."""
+        ...
+
+
+class _Record(NamedTuple):
+    """One event in the history, kept serialized: a protobuf message costs ~1.5 KiB of
+    arena in memory, its bytes ~100 B, and only a resuming watch ever reads them."""
+
+    revision: int
+    service: str
+    event: bytes
+
+
+class _Lease:
+    """A granted lease and the instance attached to it."""
+
+    __slots__ = ("deadline", "instance", "lease_id", "ttl")
+
+    def __init__(
+        self, lease_id: str, ttl: float, deadline: float, instance: instance_pb2.Instance
+    ) -> None:
+        self.lease_id = lease_id
+        self.ttl = ttl
+        self.deadline = deadline
+        self.instance = instance
+
+
+class MemoryStore:
+    """The default ``RegistryStore``: everything in this process, lost on exit.
+
+    Expiry uses a min-heap of ``(deadline, lease_id)``: a renewal only moves the
+    lease's deadline (O(1)); when an entry reaches the top of the heap the reaper
+    either evicts the lease or pushes it back with its current deadline, so each
+    lease costs O(log n) once per TTL, whatever the number of leases.
+
+    Example::
+
+        store = MemoryStore(StoreLimits(history=100), initial_revision=0)
+    """
+
+    def __init__(
+        self,
+        limits: StoreLimits | None = None,
+        *,
+        initial_revision: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], int] = time.time_ns,
+        reap_interval: float = 0.25,
+    ) -> None:
+        self.limits = limits or StoreLimits()
+        start = time.time_ns() // 1_000 if initial_revision is None else initial_revision
+        self._revision = start
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._reap_interval = reap_interval
+        self._leases: dict[str, _Lease] = {}
+        self._services: dict[str, dict[str, _Lease]] = {}
+        self._count = 0
+        self._expiry: list[tuple[float, str]] = []
+        self._history: deque[_Record] = deque(maxlen=self.limits.history)
+        self._watchers: dict[str, set[_Watcher]] = {}
+        self._watcher_count = 0
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the reaper task (idempotent)."""
+        self._check_open()
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="registry-reaper")
+
+    async def close(self) -> None:
+        """Stop the reaper, end every watch with UNAVAILABLE, refuse further calls."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for watchers in list(self._watchers.values()):
+            for watcher in list(watchers):
+                watcher.shut_down()
+
+    @property
+    def revision(self) -> int:
+        """The current revision (the last change's, or the starting one)."""
+        return self._revision
+
+    @property
+    def instance_count(self) -> int:
+        """How many instances are registered, over all services."""
+        return self._count
+
+    @property
+    def watcher_count(self) -> int:
+        """How many watches are open."""
+        return self._watcher_count
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def register(self, instance: instance_pb2.Instance, ttl: float) -> Registration:
+        """Store a copy of ``instance`` under a new lease of ``ttl`` seconds.
+
+        An existing ``(service, instance_id)`` is replaced (an UPDATED event) and
+        its lease revoked, so the old lease can never renew it again.
+        """
+        self._check_open()
+        instances = self._services.get(instance.service, {})
+        old = instances.get(instance.instance_id)
+        if old is None:
+            self._check_capacity(instance.service, len(instances))
+        lease = _Lease(new_lease_id(), ttl, self._clock() + ttl, self._stored(instance))
+        if old is not None:
+            del self._leases[old.lease_id]
+        else:
+            self._count += 1
+        self._services.setdefault(instance.service, instances)[instance.instance_id] = lease
+        self._leases[lease.lease_id] = lease
+        self._push_expiry(lease)
+        revision = self._commit(_ADDED if old is None else _UPDATED, lease.instance)
+        return Registration(lease.lease_id, ttl, revision)
+
+    async def renew(self, lease_id: str) -> float:
+        """Give the lease its full TTL again from now; ``NotFound`` if it is gone."""
+        self._check_open()
+        lease = self._lease(lease_id)
+        lease.deadline = self._clock() + lease.ttl
+        lease.instance.renew_time.FromNanoseconds(self._wall_clock())
+        return lease.ttl
+
+    async def deregister(self, lease_id: str) -> int:
+        """Remove the lease's instance (a REMOVED event) and revoke the lease."""
+        self._check_open()
+        return self._drop(self._lease(lease_id), _REMOVED)
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def resolve(self, service: str) -> Resolution:
+        """The live instances of ``service``, ordered by instance id."""
+        self._check_open()
+        return Resolution(self._sorted_instances(service), self._revision)
+
+    async def list_services(self) -> tuple[list[ServiceCount], int]:
+        """Every service with an instance, ordered by name, with its count."""
+        self._check_open()
+        counts = [ServiceCount(name, len(self._services[name])) for name in sorted(self._services)]
+        return counts, self._revision
+
+    async def watch(self, service: str, start_revision: int) -> _Watcher:
+        """Open a watch on ``service``; see the module docstring for resume rules.
+
+        Raises ``ResourceExhausted`` when ``limits.max_watchers`` are open.
+        """
+        self._check_open()
+        if self._watcher_count >= self.limits.max_watchers:
+            raise errors.ResourceExhausted(
+                f"too many open watches (limit {self.limits.max_watchers})",
+                reason="WATCH_LIMIT",
+                metadata={"limit": str(self.limits.max_watchers)},
+                retry_delay=1.0,
+            )
+        watcher = _Watcher(self, service, self.limits.watch_queue)
+        watcher.preload(self._catch_up(service, start_revision))
+        self._watchers.setdefault(service, set()).add(watcher)
+        self._watcher_count += 1
+        return watcher
+
+    # -- expiry -----------------------------------------------------------------------
+
+    def reap(self, now: float | None = None, limit: int = _REAP_BATCH) -> int:
+        """Evict leases whose deadline passed, looking at most ``limit`` heap entries.
+
+        Returns how many were evicted. The bound keeps one step short (a few
+        ms) however many leases fall due at once; the reaper task calls again
+        at once while entries are due. Tests call this with a fake clock.
+        """
+        now = self._clock() if now is None else now
+        evicted = 0
+        for _ in range(limit):
+            if not self._expiry or self._expiry[0][0] > now:
+                break
+            _, lease_id = heapq.heappop(self._expiry)
+            lease = self._leases.get(lease_id)
+            if lease is None:
+                continue  # revoked since: the heap entry was stale
+            if lease.deadline > now:
+                heapq.heappush(self._expiry, (lease.deadline, lease_id))  # renewed since
+                continue
+            self._drop(lease, _EXPIRED)
+            evicted += 1
+        return evicted
+
+    async def _reap_forever(self) -> None:
+        """Reap due leases, then sleep until the next deadline (at most one interval)."""
+        while True:
+            try:
+                evicted = self.reap()
+            except Exception:  # never let one bad step stop eviction for good
+                _log.exception("lease reaper step failed")
+                evicted = 0
+            if evicted:
+                _log.info("evicted %d expired instance(s)", evicted)
+            await asyncio.sleep(self._next_reap_delay())
+
+    def _next_reap_delay(self) -> float:
+        """Seconds until the earliest heap deadline, within ``[0, reap_interval]``."""
+        if not self._expiry:
+            return self._reap_interval
+        return min(max(self._expiry[0][0] - self._clock(), 0.0), self._reap_interval)
+
+    def _push_expiry(self, lease: _Lease) -> None:
+        """Add the lease to the expiry heap, compacting stale entries when they pile up."""
+        heapq.heappush(self._expiry, (lease.deadline, lease.lease_id))
+        if len(self._expiry) > 2 * len(self._leases) + 1_024:
+            self._expiry = [(le.deadline, le.lease_id) for le in self._leases.values()]
+            heapq.heapify(self._expiry)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        """Refuse work once closed (the process is shutting down)."""
+        if self._closed:
+            raise errors.Unavailable("registry is shutting down", retry_delay=1.0)
+
+    def _check_capacity(self, service: str, in_service: int) -> None:
+        """``ResourceExhausted`` if one more instance would break a cap."""
+        limits = self.limits
+        if in_service >= limits.max_instances_per_service:
+            raise errors.ResourceExhausted(
+                f"service {service!r} has reached its limit of "
+                f"{limits.max_instances_per_service} instances",
+                reason="SERVICE_INSTANCE_LIMIT",
+                metadata={"service": service, "limit": str(limits.max_instances_per_service)},
+            )
+        if self._count >= limits.max_instances:
+            raise errors.ResourceExhausted(
+                f"the registry has reached its limit of {limits.max_instances} instances",
+                reason="INSTANCE_LIMIT",
+                metadata={"limit": str(limits.max_instances)},
+            )
+
+    def _lease(self, lease_id: str) -> _Lease:
+        """The live lease, or ``NotFound`` (the id is a secret: it is not echoed back)."""
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            raise errors.NotFound(
+                "lease not found: it expired, was revoked, or the registry restarted; "
+                "register again",
+                resource_type=_LEASE_TYPE,
+                reason="LEASE_NOT_FOUND",
+            )
+        return lease
+
+    def _stored(self, instance: instance_pb2.Instance) -> instance_pb2.Instance:
+        """The copy the store keeps, stamped with register and renew times."""
+        stored = instance_pb2.Instance()
+        stored.CopyFrom(instance)
+        now = self._wall_clock()
+        stored.register_time.FromNanoseconds(now)
+        stored.renew_time.FromNanoseconds(now)
+        return stored
+
+    def _drop(self, lease: _Lease, kind: _Kind.ValueType) -> int:
+        """Remove the lease and its instance; record and publish the change."""
+        del self._leases[lease.lease_id]
+        service, instance_id = lease.instance.service, lease.instance.instance_id
+        instances = self._services[service]
+        del instances[instance_id]
+        if not instances:
+            del self._services[service]
+        self._count -= 1
+        return self._commit(kind, lease.instance)
+
+    def _commit(self, kind: _Kind.ValueType, instance: instance_pb2.Instance) -> int:
+        """Bump the revision, keep the event in history and hand it to the watchers."""
+        self._revision += 1
+        event = instance_pb2.InstanceEvent(type=kind, instance=instance, revision=self._revision)
+        self._history.append(_Record(self._revision, instance.service, event.SerializeToString()))
+        for watcher in self._watchers.get(instance.service, ()):
+            watcher.push(event)
+        return self._revision
+
+    def _sorted_instances(self, service: str) -> list[instance_pb2.Instance]:
+        """The service's stored instances ordered by instance id."""
+        instances = self._services.get(service)
+        if not instances:
+            return []
+        return [instances[key].instance for key in sorted(instances)]
+
+    def snapshot(self, service: str, reason: int) -> instance_pb2.Snapshot:
+        """The service's full state now, as a Snapshot message."""
+        return instance_pb2.Snapshot(
+            instances=self._sorted_instances(service),
+            revision=self._revision,
+            reason=reason,  # type: ignore[arg-type]
+        )
+
+    def _catch_up(self, service: str, start_revision: int) -> list[WatchItem]:
+        """What a new watch sends first: a snapshot, or the retained events after a revision."""
+        if start_revision == 0:
+            return [self.snapshot(service, _INITIAL)]
+        records = self._records_after(start_revision)
+        if records is None:
+            return [self.snapshot(service, _RESYNC)]
+        mine = [r.event for r in records if r.service == service]
+        if len(mine) > self.limits.watch_queue:
+            return [self.snapshot(service, _RESYNC)]  # cheaper than replaying that much
+        return [instance_pb2.InstanceEvent.FromString(data) for data in mine]
+
+    def _records_after(self, revision: int) -> list[_Record] | None:
+        """Every event after ``revision`` in order, or None if history no longer covers it.
+
+        History is contiguous (one event per revision), so it covers ``revision``
+        when the oldest kept event is at most ``revision + 1``. A revision above
+        the current one is from another run of the registry: not covered either.
+        """
+        if revision > self._revision:
+            return None
+        oldest = self._history[0].revision if self._history else self._revision + 1
+        if revision < oldest - 1:
+            return None
+        newer: list[_Record] = []
+        for record in reversed(self._history):  # the wanted events are the newest ones
+            if record.revision <= revision:
+                break
+            newer.append(record)
+        newer.reverse()
+        return newer
+
+    def remove_watcher(self, watcher: _Watcher) -> None:
+        """Forget a closed watcher (idempotent)."""
+        watchers = self._watchers.get(watcher.service)
+        if watchers is None or watcher not in watchers:
+            return
+        watchers.discard(watcher)
+        if not watchers:
+            del self._watchers[watcher.service]
+        self._watcher_count -= 1
+
+
+class _Watcher:
+    """One open watch: a bounded queue of pending items and a wake-up event.
+
+    ``push`` is O(1) and never blocks the writer: a watcher that already holds
+    ``limit`` undelivered events drops them all and is owed a RESYNC snapshot,
+    taken when it next reads (so its memory stays bounded however slow it is).
+    """
+
+    def __init__(self, store: MemoryStore, service: str, limit: int) -> None:
+        self.service = service
+        self._store = store
+        self._limit = limit
+        self._queue: deque[WatchItem] = deque()
+        self._wakeup = asyncio.Event()
+        self._resync = False
+        self._state = "open"  # "open" | "closed" (by its reader) | "shut down" (by the store)
+
+    def preload(self, items: list[WatchItem]) -> None:
+        """Queue the catch-up items (a snapshot or replayed events)."""
+        self._queue.extend(items)
+        if items:
+            self._wakeup.set()
+
+    def push(self, event: instance_pb2.InstanceEvent) -> None:
+        """Queue a live event, or switch to "owe a RESYNC" when the queue is full."""
+        if self._resync:
+            return
+        if len(self._queue) >= self._limit:
+            self._queue.clear()
+            self._resync = True
+        else:
+            self._queue.append(event)
+        self._wakeup.set()
+
+    def shut_down(self) -> None:
+        """End the watch from the store's side: the reader gets ``Unavailable``."""
+        self._state = "shut down"
+        self._store.remove_watcher(self)
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """End the watch from the reader's side (idempotent)."""
+        if self._state == "open":
+            self._state = "closed"
+        self._store.remove_watcher(self)
+        self._queue.clear()
+        self._wakeup.set()
+
+    def __aiter__(self) -> _Watcher:
+        return self
+
+    async def __anext__(self) -> WatchItem:
+        """The next item: a pending RESYNC snapshot first, then queued events, else wait."""
+        while True:
+            if self._state == "shut down":
+                raise errors.Unavailable("registry is shutting down", retry_delay=1.0)
+            if self._state == "closed":
+                raise StopAsyncIteration
+            if self._resync:
+                self._resync = False
+                return self._store.snapshot(self.service, _RESYNC)
+            if self._queue:
+                return self._queue.popleft()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,262 @@
+"""Server settings: one frozen dataclass, filled from flags, environment and defaults.
+
+Every setting has a flag ``--x-y`` and an environment variable
+``SWITCHBOARD_X_Y``; a flag beats the environment, which beats the default.
+Bad values raise :class:`ConfigError` with a one-line message (the binary
+prints it without a traceback).
+
+Example::
+
+    parser = argparse.ArgumentParser(prog="user-service")
+    add_server_arguments(parser, default_port=50052)
+    config = parse_server_config(parser)          # exits 2 on a bad value
+    config.port                                   # 50052 unless overridden
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "ConfigError",
+    "ServerConfig",
+    "add_server_arguments",
+    "parse_server_config",
+]
+
+MIB = 1024 * 1024
+KIB = 1024
+ENV_PREFIX = "SWITCHBOARD_"
+_DEFAULT_LISTEN_DEST = "switchboard_default_listen"
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; ``str(err)`` is a one-line message for a person."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server needs to listen, limit and stop.
+
+    Example::
+
+        config = ServerConfig(listen="127.0.0.1:0", grace_s=2)
+        config.port   # 0: the factory picks a free port
+    """
+
+    listen: str = "127.0.0.1:0"
+    advertise_host: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    max_receive_message_bytes: int = 4 * MIB
+    max_send_message_bytes: int = 4 * MIB
+    max_concurrent_streams: int = 256
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    min_ping_interval_s: float = 10.0
+    max_metadata_bytes: int = 16 * KIB
+    grace_s: float = 10.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _split_listen(self.listen)
+        _check_limits(self)
+        _check_tls(self)
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
+            raise ConfigError(f"invalid --log-level {self.log_level!r}: use DEBUG, INFO, WARNING")
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen`` (brackets of an IPv6 literal removed)."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``; 0 means "pick a free one"."""
+        return _split_listen(self.listen)[1]
+
+    @property
+    def tls(self) -> bool:
+        """True when the server listens with TLS."""
+        return self.tls_cert is not None
+
+    @property
+    def mtls(self) -> bool:
+        """True when clients must present a certificate signed by ``tls_client_ca``."""
+        return self.tls_client_ca is not None
+
+    def listen_on(self, port: int) -> str:
+        """``listen`` with its port replaced, e.g. after binding port 0.
+
+        Example: ``ServerConfig().listen_on(5000) == "127.0.0.1:5000"``.
+        """
+        host = self.listen.rpartition(":")[0]
+        return f"{host}:{port}"
+
+    def advertise_address(self, port: int) -> str:
+        """The ``host:port`` other processes should dial (what the registry stores).
+
+        A wildcard listen host (``0.0.0.0``) is no address to dial, so the
+        machine's host name stands in unless ``advertise_host`` is set.
+        """
+        host = self.advertise_host or self.host
+        if host in _WILDCARD_HOSTS:
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{port}"
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
+    ) -> ServerConfig:
+        """Build a config from parsed flags, then ``SWITCHBOARD_*`` variables, then defaults.
+
+        Example::
+
+            ns = parser.parse_args(["--grace-s", "3"])
+            ServerConfig.from_args(ns, {"SWITCHBOARD_GRACE_S": "9"}).grace_s   # 3.0
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        default_listen = getattr(ns, _DEFAULT_LISTEN_DEST, None)
+        if default_listen is not None:
+            values["listen"] = default_listen
+        for option in _OPTIONS:
+            value = _lookup(option, ns, env)
+            if value is not None:
+                values[option.field] = value
+        return cls(**values)
+
+
+class _Option(NamedTuple):
+    """One setting as a command-line flag and an environment variable."""
+
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.field.upper()
+
+
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("listen", str, "host:port to listen on (port 0 picks a free port)"),
+    _Option("advertise_host", str, "host other processes dial (default: the listen host)"),
+    _Option("tls_cert", Path, "PEM server certificate chain; enables TLS"),
+    _Option("tls_key", Path, "PEM private key of --tls-cert"),
+    _Option("tls_client_ca", Path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
+    _Option("max_receive_message_bytes", int, "largest request message accepted"),
+    _Option("max_send_message_bytes", int, "largest response message sent"),
+    _Option("max_concurrent_streams", int, "concurrent calls allowed per client connection"),
+    _Option("keepalive_time_s", float, "seconds between server pings on an idle connection"),
+    _Option("keepalive_timeout_s", float, "seconds to wait for a ping ack before closing"),
+    _Option("min_ping_interval_s", float, "a client pinging more often than this gets GOAWAY"),
+    _Option("max_metadata_bytes", int, "largest request metadata (headers) accepted"),
+    _Option("grace_s", float, "seconds in-flight calls get to finish on SIGTERM"),
+    _Option("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:
+    """Add the server flags to ``parser``; ``--listen`` defaults to ``127.0.0.1:<default_port>``.
+
+    Example: ``add_server_arguments(parser, default_port=50052)``.
+    """
+    group = parser.add_argument_group("server", f"each flag also reads {ENV_PREFIX}<FLAG>")
+    defaults = ServerConfig(listen=f"127.0.0.1:{default_port}")
+    for option in _OPTIONS:
+        default = getattr(defaults, option.field)
+        group.add_argument(
+            option.flag,
+            dest=option.field,
+            type=option.parse,
+            default=None,  # None = "not given", so the environment can fill it in
+            metavar=option.field.split("_")[-1].upper(),
+            help=f"{option.help} (env {option.env}; default {default})",
+        )
+    parser.set_defaults(**{_DEFAULT_LISTEN_DEST: defaults.listen})
+
+
+def parse_server_config(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> ServerConfig:
+    """Parse ``argv`` into a :class:`ServerConfig`; a bad value exits 2 with a one-line message.
+
+    Example: ``config = parse_server_config(parser)`` in a binary's ``main``.
+    """
+    ns = parser.parse_args(argv)
+    try:
+        return ServerConfig.from_args(ns)
+    except ConfigError as err:
+        parser.error(str(err))
+
+
+def _lookup(option: _Option, ns: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    """The flag's value, else the environment variable's (parsed), else None."""
+    value = getattr(ns, option.field, None)
+    if value is not None:
+        return value
+    raw = env.get(option.env, "")
+    if raw == "":
+        return None
+    try:
+        return option.parse(raw)
+    except ValueError:
+        raise ConfigError(f"invalid {option.env}={raw!r}: not a valid value") from None
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6]:port"``) → ``(host, port)``; ConfigError when malformed."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"invalid --listen {listen!r}: expected host:port, e.g. 127.0.0.1:50051")
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"invalid --listen {listen!r}: port must be 0-65535")
+    return host.removeprefix("[").removesuffix("]"), port
+
+
+def _check_limits(config: ServerConfig) -> None:
+    """Sizes and counts must be positive, times non-negative (keepalive positive)."""
+    positive = (
+        "max_receive_message_bytes",
+        "max_send_message_bytes",
+        "max_concurrent_streams",
+        "max_metadata_bytes",
+        "keepalive_time_s",
+        "keepalive_timeout_s",
+    )
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"invalid --{name.replace('_', '-')}: must be greater than 0")
+    for name in ("min_ping_interval_s", "grace_s"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"invalid --{name.replace('_', '-')}: must not be negative")
+
+
+def _check_tls(config: ServerConfig) -> None:
+    """Cert and key come together, a client CA needs them, and every file is readable."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key must be given together")
+    if config.tls_client_ca is not None and config.tls_cert is None:
+        raise ConfigError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
+    for field in ("tls_cert", "tls_key", "tls_client_ca"):
+        path: Path | None = getattr(config, field)
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            flag = "--" + field.replace("_", "-")
+            raise ConfigError(f"{flag} {str(path)!r}: no such readable file")

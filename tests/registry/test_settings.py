@@ -1,0 +1,67 @@
+"""Registry settings from flags, environment and token files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from registry import RegistrySettings, StoreLimits, build_parser, parse_args
+from services.runtime import ConfigError
+
+
+def _settings(argv: list[str], env: dict[str, str] | None = None) -> RegistrySettings:
+    return RegistrySettings.from_args(build_parser().parse_args(argv), env or {})
+
+
+def test_defaults_have_no_token() -> None:
+    settings = _settings([])
+    assert settings.token is None
+    assert (settings.ttl_min, settings.ttl_default, settings.ttl_max) == (1.0, 10.0, 300.0)
+    assert settings.limits == StoreLimits()
+
+
+def test_flags_beat_environment() -> None:
+    env = {"SWITCHBOARD_TTL_MAX": "60", "SWITCHBOARD_MAX_WATCHERS": "5", "SWITCHBOARD_TOKEN": "e"}
+    settings = _settings(["--ttl-max", "30", "--history", "7"], env)
+    assert settings.ttl_max == 30.0 and settings.token == "e"
+    assert settings.limits.max_watchers == 5 and settings.limits.history == 7
+
+
+def test_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("from-file\n")
+    assert _settings(["--token-file", str(path)]).token == "from-file"
+    assert _settings([], {"SWITCHBOARD_TOKEN_FILE": str(path)}).token == "from-file"
+    assert "from-file" not in repr(_settings(["--token-file", str(path)]))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--ttl-min", "10", "--ttl-max", "5"],
+        ["--ttl-default", "0"],
+        ["--ttl-default", "400"],
+        ["--token", "has space"],
+        ["--token", "a", "--token-file", "/dev/null"],
+        ["--token-file", "/nonexistent/token"],
+        ["--token-file", "/dev/null"],
+        ["--max-watchers", "0"],
+        ["--history", "-1"],
+    ],
+)
+def test_bad_settings_are_config_errors(argv: list[str]) -> None:
+    with pytest.raises(ConfigError):
+        _settings(argv)
+
+
+def test_bad_environment_value() -> None:
+    with pytest.raises(ConfigError, match="SWITCHBOARD_TTL_MIN"):
+        _settings([], {"SWITCHBOARD_TTL_MIN": "soon"})
+
+
+def test_parse_args_exits_2_on_a_bad_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_args(["--ttl-min", "10", "--ttl-max", "5"])
+    assert caught.value.code == 2
+    assert "--ttl-min" in capsys.readouterr().err

@@ -1,0 +1,34 @@
+"""Fixtures: an in-process server from the production factory, on port 0."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc.aio
+import pytest
+
+from services.runtime import HealthServicer, ServerConfig, create_server, set_health_status
+from services.runtime._server import SERVING
+from tests.runtime._support import build_service
+
+MAX_RECEIVE = 64 * 1024
+
+
+@pytest.fixture
+async def server_port() -> AsyncIterator[int]:
+    """A started test server (plus health and reflection) answering SERVING."""
+    health = HealthServicer()
+    service = build_service()
+    config = ServerConfig(max_receive_message_bytes=MAX_RECEIVE)
+    server, port = create_server([service], config, health=health)
+    await server.start()
+    await set_health_status(health, [service], SERVING)
+    yield port
+    await server.stop(None)
+
+
+@pytest.fixture
+async def channel(server_port: int) -> AsyncIterator[grpc.aio.Channel]:
+    """A plaintext channel to the test server."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server_port}") as channel:
+        yield channel
