@@ -125,7 +125,9 @@ class Product(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Output only. Server-assigned identifier, opaque to clients."""
+    """Output only. Identifier, immutable: chosen by the server, or by the client
+    through CreateProductRequest.product_id.
+    """
     sku: _builtins.str
     """Stock keeping unit: unique across products, 1 to 64 characters of
     letters, digits, '-', '_' and '.'.

@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from switchboard.product.v1 import product_pb2 as switchboard_dot_product_dot_v1_dot_product__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,switchboard/product/v1/product_service.proto\x12\x16switchboard.product.v1\x1a google/protobuf/field_mask.proto\x1a$switchboard/product/v1/product.proto\"\\\n\x14\x43reateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"I\n\x15\x43reateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x12GetProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"O\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\"b\n\x14ListProductsResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x14UpdateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"I\n\x15UpdateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"D\n\x14\x44\x65leteProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\")\n\x15\x44\x65leteProductResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"O\n\x13ReserveStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x82\x01\n\x14ReserveStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"A\n\x13ReleaseStockRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x82\x01\n\x14ReleaseStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\".\n\x14WatchProductsRequest\x12\x16\n\x0estart_revision\x18\x01 \x01(\x03\"L\n\x15WatchProductsResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.switchboard.product.v1.ProductEvent2\xf0\x06\n\x0eProductService\x12l\n\rCreateProduct\x12,.switchboard.product.v1.CreateProductRequest\x1a-.switchboard.product.v1.CreateProductResponse\x12\x63\n\nGetProduct\x12).switchboard.product.v1.GetProductRequest\x1a*.switchboard.product.v1.GetProductResponse\x12i\n\x0cListProducts\x12+.switchboard.product.v1.ListProductsRequest\x1a,.switchboard.product.v1.ListProductsResponse\x12l\n\rUpdateProduct\x12,.switchboard.product.v1.UpdateProductRequest\x1a-.switchboard.product.v1.UpdateProductResponse\x12l\n\rDeleteProduct\x12,.switchboard.product.v1.DeleteProductRequest\x1a-.switchboard.product.v1.DeleteProductResponse\x12i\n\x0cReserveStock\x12+.switchboard.product.v1.ReserveStockRequest\x1a,.switchboard.product.v1.ReserveStockResponse\x12i\n\x0cReleaseStock\x12+.switchboard.product.v1.ReleaseStockRequest\x1a,.switchboard.product.v1.ReleaseStockResponse\x12n\n\rWatchProducts\x12,.switchboard.product.v1.WatchProductsRequest\x1a-.switchboard.product.v1.WatchProductsResponse0\x01\x42\xdc\x01\n\x1a\x64\x65v.switchboard.product.v1B\x13ProductServiceProtoP\x01ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\xa2\x02\x03SPX\xaa\x02\x16Switchboard.Product.V1\xca\x02\x16Switchboard\\Product\\V1\xea\x02\x18Switchboard::Product::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,switchboard/product/v1/product_service.proto\x12\x16switchboard.product.v1\x1a google/protobuf/field_mask.proto\x1a$switchboard/product/v1/product.proto\"p\n\x14\x43reateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\"I\n\x15\x43reateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x12GetProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"O\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\"b\n\x14ListProductsResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x14UpdateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"I\n\x15UpdateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"D\n\x14\x44\x65leteProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\")\n\x15\x44\x65leteProductResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"O\n\x13ReserveStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x82\x01\n\x14ReserveStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"A\n\x13ReleaseStockRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x82\x01\n\x14ReleaseStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\".\n\x14WatchProductsRequest\x12\x16\n\x0estart_revision\x18\x01 \x01(\x03\"L\n\x15WatchProductsResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.switchboard.product.v1.ProductEvent2\xf0\x06\n\x0eProductService\x12l\n\rCreateProduct\x12,.switchboard.product.v1.CreateProductRequest\x1a-.switchboard.product.v1.CreateProductResponse\x12\x63\n\nGetProduct\x12).switchboard.product.v1.GetProductRequest\x1a*.switchboard.product.v1.GetProductResponse\x12i\n\x0cListProducts\x12+.switchboard.product.v1.ListProductsRequest\x1a,.switchboard.product.v1.ListProductsResponse\x12l\n\rUpdateProduct\x12,.switchboard.product.v1.UpdateProductRequest\x1a-.switchboard.product.v1.UpdateProductResponse\x12l\n\rDeleteProduct\x12,.switchboard.product.v1.DeleteProductRequest\x1a-.switchboard.product.v1.DeleteProductResponse\x12i\n\x0cReserveStock\x12+.switchboard.product.v1.ReserveStockRequest\x1a,.switchboard.product.v1.ReserveStockResponse\x12i\n\x0cReleaseStock\x12+.switchboard.product.v1.ReleaseStockRequest\x1a,.switchboard.product.v1.ReleaseStockResponse\x12n\n\rWatchProducts\x12,.switchboard.product.v1.WatchProductsRequest\x1a-.switchboard.product.v1.WatchProductsResponse0\x01\x42\xdc\x01\n\x1a\x64\x65v.switchboard.product.v1B\x13ProductServiceProtoP\x01ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\xa2\x02\x03SPX\xaa\x02\x16Switchboard.Product.V1\xca\x02\x16Switchboard\\Product\\V1\xea\x02\x18Switchboard::Product::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,37 +35,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\032dev.switchboard.product.v1B\023ProductServiceProtoP\001ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\242\002\003SPX\252\002\026Switchboard.Product.V1\312\002\026Switchboard\\Product\\V1\352\002\030Switchboard::Product::V1'
   _globals['_CREATEPRODUCTREQUEST']._serialized_start=144
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=236
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=238
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=311
-  _globals['_GETPRODUCTREQUEST']._serialized_start=313
-  _globals['_GETPRODUCTREQUEST']._serialized_end=344
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=346
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=416
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=418
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=497
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=499
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=597
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=600
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=741
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=743
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=816
-  _globals['_DELETEPRODUCTREQUEST']._serialized_start=818
-  _globals['_DELETEPRODUCTREQUEST']._serialized_end=886
-  _globals['_DELETEPRODUCTRESPONSE']._serialized_start=888
-  _globals['_DELETEPRODUCTRESPONSE']._serialized_end=929
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=931
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1010
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1013
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1143
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=1145
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=1210
-  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1213
-  _globals['_RELEASESTOCKRESPONSE']._serialized_end=1343
-  _globals['_WATCHPRODUCTSREQUEST']._serialized_start=1345
-  _globals['_WATCHPRODUCTSREQUEST']._serialized_end=1391
-  _globals['_WATCHPRODUCTSRESPONSE']._serialized_start=1393
-  _globals['_WATCHPRODUCTSRESPONSE']._serialized_end=1469
-  _globals['_PRODUCTSERVICE']._serialized_start=1472
-  _globals['_PRODUCTSERVICE']._serialized_end=2352
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=256
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=258
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=331
+  _globals['_GETPRODUCTREQUEST']._serialized_start=333
+  _globals['_GETPRODUCTREQUEST']._serialized_end=364
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=366
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=436
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=438
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=517
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=519
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=617
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=620
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=761
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=763
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=836
+  _globals['_DELETEPRODUCTREQUEST']._serialized_start=838
+  _globals['_DELETEPRODUCTREQUEST']._serialized_end=906
+  _globals['_DELETEPRODUCTRESPONSE']._serialized_start=908
+  _globals['_DELETEPRODUCTRESPONSE']._serialized_end=949
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=951
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1030
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1033
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1163
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=1165
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=1230
+  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1233
+  _globals['_RELEASESTOCKRESPONSE']._serialized_end=1363
+  _globals['_WATCHPRODUCTSREQUEST']._serialized_start=1365
+  _globals['_WATCHPRODUCTSREQUEST']._serialized_end=1411
+  _globals['_WATCHPRODUCTSRESPONSE']._serialized_start=1413
+  _globals['_WATCHPRODUCTSRESPONSE']._serialized_end=1489
+  _globals['_PRODUCTSERVICE']._serialized_start=1492
+  _globals['_PRODUCTSERVICE']._serialized_end=2372
 # @@protoc_insertion_point(module_scope)

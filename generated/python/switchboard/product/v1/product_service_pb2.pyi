@@ -28,9 +28,15 @@ class CreateProductRequest(_message.Message):
 
     PRODUCT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (for example a UUID), at most 64 characters: a retried
     request with the same key returns the first result. Empty: not idempotent.
+    """
+    product_id: _builtins.str
+    """The id to give the product (AIP-133): 1 to 63 characters of lower-case
+    letters, digits and '-', starting with a letter or digit. Empty lets the
+    server choose one. Returns ALREADY_EXISTS if the id is taken.
     """
     @_builtins.property
     def product(self) -> _product_pb2.Product:
@@ -41,10 +47,11 @@ class CreateProductRequest(_message.Message):
         *,
         product: _product_pb2.Product | None = ...,
         request_id: _builtins.str = ...,
+        product_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "product_id", b"product_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,7 +90,7 @@ class ProductServiceServicer:
     def CreateProduct(self, request, context):
         """Creates a product. Retrying with the same request_id returns the first
         result. Returns INVALID_ARGUMENT for a malformed field, ALREADY_EXISTS if
-        the SKU is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
+        the SKU or the requested product_id is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
         seller does not exist, UNAVAILABLE if the user service cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -40,7 +40,7 @@ class ProductServiceStub:
     CreateProduct: _grpc.UnaryUnaryMultiCallable[_product_service_pb2.CreateProductRequest, _product_service_pb2.CreateProductResponse]
     """Creates a product. Retrying with the same request_id returns the first
     result. Returns INVALID_ARGUMENT for a malformed field, ALREADY_EXISTS if
-    the SKU is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
+    the SKU or the requested product_id is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
     seller does not exist, UNAVAILABLE if the user service cannot be reached.
     """
     GetProduct: _grpc.UnaryUnaryMultiCallable[_product_service_pb2.GetProductRequest, _product_service_pb2.GetProductResponse]
@@ -95,7 +95,7 @@ class ProductServiceAsyncStub(ProductServiceStub):
     CreateProduct: _aio.UnaryUnaryMultiCallable[_product_service_pb2.CreateProductRequest, _product_service_pb2.CreateProductResponse]  # type: ignore[assignment]
     """Creates a product. Retrying with the same request_id returns the first
     result. Returns INVALID_ARGUMENT for a malformed field, ALREADY_EXISTS if
-    the SKU is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
+    the SKU or the requested product_id is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
     seller does not exist, UNAVAILABLE if the user service cannot be reached.
     """
     GetProduct: _aio.UnaryUnaryMultiCallable[_product_service_pb2.GetProductRequest, _product_service_pb2.GetProductResponse]  # type: ignore[assignment]
@@ -153,7 +153,7 @@ class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_product_service_pb2.CreateProductResponse, _abc.Awaitable[_product_service_pb2.CreateProductResponse]]:
         """Creates a product. Retrying with the same request_id returns the first
         result. Returns INVALID_ARGUMENT for a malformed field, ALREADY_EXISTS if
-        the SKU is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
+        the SKU or the requested product_id is taken, FAILED_PRECONDITION (reason SELLER_NOT_FOUND) if the
         seller does not exist, UNAVAILABLE if the user service cannot be reached.
         """
 

@@ -59,7 +59,9 @@ class User(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Output only. Server-assigned identifier, opaque to clients."""
+    """Output only. Identifier, immutable: chosen by the server, or by the client
+    through CreateUserRequest.user_id.
+    """
     email: _builtins.str
     """Email address: unique across users (compared case-insensitively), at most
     254 characters, of the form local@domain.

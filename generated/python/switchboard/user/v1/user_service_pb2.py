@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from switchboard.user.v1 import user_pb2 as switchboard_dot_user_dot_v1_dot_user__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&switchboard/user/v1/user_service.proto\x12\x13switchboard.user.v1\x1a google/protobuf/field_mask.proto\x1a\x1eswitchboard/user/v1/user.proto\"P\n\x11\x43reateUserRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"=\n\x12\x43reateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.switchboard.user.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x81\x01\n\x11UpdateUserRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\x12UpdateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\"A\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"&\n\x12\x44\x65leteUserResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"+\n\x11WatchUsersRequest\x12\x16\n\x0estart_revision\x18\x01 \x01(\x03\"C\n\x12WatchUsersResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1e.switchboard.user.v1.UserEvent2\xbd\x04\n\x0bUserService\x12]\n\nCreateUser\x12&.switchboard.user.v1.CreateUserRequest\x1a\'.switchboard.user.v1.CreateUserResponse\x12T\n\x07GetUser\x12#.switchboard.user.v1.GetUserRequest\x1a$.switchboard.user.v1.GetUserResponse\x12Z\n\tListUsers\x12%.switchboard.user.v1.ListUsersRequest\x1a&.switchboard.user.v1.ListUsersResponse\x12]\n\nUpdateUser\x12&.switchboard.user.v1.UpdateUserRequest\x1a\'.switchboard.user.v1.UpdateUserResponse\x12]\n\nDeleteUser\x12&.switchboard.user.v1.DeleteUserRequest\x1a\'.switchboard.user.v1.DeleteUserResponse\x12_\n\nWatchUsers\x12&.switchboard.user.v1.WatchUsersRequest\x1a\'.switchboard.user.v1.WatchUsersResponse0\x01\x42\xc7\x01\n\x17\x64\x65v.switchboard.user.v1B\x10UserServiceProtoP\x01ZNgithub.com/switchboard-dev/switchboard/generated/go/switchboard/user/v1;userv1\xa2\x02\x03SUX\xaa\x02\x13Switchboard.User.V1\xca\x02\x13Switchboard\\User\\V1\xea\x02\x15Switchboard::User::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&switchboard/user/v1/user_service.proto\x12\x13switchboard.user.v1\x1a google/protobuf/field_mask.proto\x1a\x1eswitchboard/user/v1/user.proto\"a\n\x11\x43reateUserRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"=\n\x12\x43reateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x0fGetUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.switchboard.user.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x81\x01\n\x11UpdateUserRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\x12UpdateUserResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.switchboard.user.v1.User\"A\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"&\n\x12\x44\x65leteUserResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"+\n\x11WatchUsersRequest\x12\x16\n\x0estart_revision\x18\x01 \x01(\x03\"C\n\x12WatchUsersResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1e.switchboard.user.v1.UserEvent2\xbd\x04\n\x0bUserService\x12]\n\nCreateUser\x12&.switchboard.user.v1.CreateUserRequest\x1a\'.switchboard.user.v1.CreateUserResponse\x12T\n\x07GetUser\x12#.switchboard.user.v1.GetUserRequest\x1a$.switchboard.user.v1.GetUserResponse\x12Z\n\tListUsers\x12%.switchboard.user.v1.ListUsersRequest\x1a&.switchboard.user.v1.ListUsersResponse\x12]\n\nUpdateUser\x12&.switchboard.user.v1.UpdateUserRequest\x1a\'.switchboard.user.v1.UpdateUserResponse\x12]\n\nDeleteUser\x12&.switchboard.user.v1.DeleteUserRequest\x1a\'.switchboard.user.v1.DeleteUserResponse\x12_\n\nWatchUsers\x12&.switchboard.user.v1.WatchUsersRequest\x1a\'.switchboard.user.v1.WatchUsersResponse0\x01\x42\xc7\x01\n\x17\x64\x65v.switchboard.user.v1B\x10UserServiceProtoP\x01ZNgithub.com/switchboard-dev/switchboard/generated/go/switchboard/user/v1;userv1\xa2\x02\x03SUX\xaa\x02\x13Switchboard.User.V1\xca\x02\x13Switchboard\\User\\V1\xea\x02\x15Switchboard::User::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027dev.switchboard.user.v1B\020UserServiceProtoP\001ZNgithub.com/switchboard-dev/switchboard/generated/go/switchboard/user/v1;userv1\242\002\003SUX\252\002\023Switchboard.User.V1\312\002\023Switchboard\\User\\V1\352\002\025Switchboard::User::V1'
   _globals['_CREATEUSERREQUEST']._serialized_start=129
-  _globals['_CREATEUSERREQUEST']._serialized_end=209
-  _globals['_CREATEUSERRESPONSE']._serialized_start=211
-  _globals['_CREATEUSERRESPONSE']._serialized_end=272
-  _globals['_GETUSERREQUEST']._serialized_start=274
-  _globals['_GETUSERREQUEST']._serialized_end=302
-  _globals['_GETUSERRESPONSE']._serialized_start=304
-  _globals['_GETUSERRESPONSE']._serialized_end=362
-  _globals['_LISTUSERSREQUEST']._serialized_start=364
-  _globals['_LISTUSERSREQUEST']._serialized_end=421
-  _globals['_LISTUSERSRESPONSE']._serialized_start=423
-  _globals['_LISTUSERSRESPONSE']._serialized_end=509
-  _globals['_UPDATEUSERREQUEST']._serialized_start=512
-  _globals['_UPDATEUSERREQUEST']._serialized_end=641
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=643
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=704
-  _globals['_DELETEUSERREQUEST']._serialized_start=706
-  _globals['_DELETEUSERREQUEST']._serialized_end=771
-  _globals['_DELETEUSERRESPONSE']._serialized_start=773
-  _globals['_DELETEUSERRESPONSE']._serialized_end=811
-  _globals['_WATCHUSERSREQUEST']._serialized_start=813
-  _globals['_WATCHUSERSREQUEST']._serialized_end=856
-  _globals['_WATCHUSERSRESPONSE']._serialized_start=858
-  _globals['_WATCHUSERSRESPONSE']._serialized_end=925
-  _globals['_USERSERVICE']._serialized_start=928
-  _globals['_USERSERVICE']._serialized_end=1501
+  _globals['_CREATEUSERREQUEST']._serialized_end=226
+  _globals['_CREATEUSERRESPONSE']._serialized_start=228
+  _globals['_CREATEUSERRESPONSE']._serialized_end=289
+  _globals['_GETUSERREQUEST']._serialized_start=291
+  _globals['_GETUSERREQUEST']._serialized_end=319
+  _globals['_GETUSERRESPONSE']._serialized_start=321
+  _globals['_GETUSERRESPONSE']._serialized_end=379
+  _globals['_LISTUSERSREQUEST']._serialized_start=381
+  _globals['_LISTUSERSREQUEST']._serialized_end=438
+  _globals['_LISTUSERSRESPONSE']._serialized_start=440
+  _globals['_LISTUSERSRESPONSE']._serialized_end=526
+  _globals['_UPDATEUSERREQUEST']._serialized_start=529
+  _globals['_UPDATEUSERREQUEST']._serialized_end=658
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=660
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=721
+  _globals['_DELETEUSERREQUEST']._serialized_start=723
+  _globals['_DELETEUSERREQUEST']._serialized_end=788
+  _globals['_DELETEUSERRESPONSE']._serialized_start=790
+  _globals['_DELETEUSERRESPONSE']._serialized_end=828
+  _globals['_WATCHUSERSREQUEST']._serialized_start=830
+  _globals['_WATCHUSERSREQUEST']._serialized_end=873
+  _globals['_WATCHUSERSRESPONSE']._serialized_start=875
+  _globals['_WATCHUSERSRESPONSE']._serialized_end=942
+  _globals['_USERSERVICE']._serialized_start=945
+  _globals['_USERSERVICE']._serialized_end=1518
 # @@protoc_insertion_point(module_scope)

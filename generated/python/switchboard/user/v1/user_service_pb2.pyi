@@ -28,9 +28,15 @@ class CreateUserRequest(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (for example a UUID), at most 64 characters: a retried
     request with the same key returns the first result. Empty: not idempotent.
+    """
+    user_id: _builtins.str
+    """The id to give the user (AIP-133): 1 to 63 characters of lower-case
+    letters, digits and '-', starting with a letter or digit. Empty lets the
+    server choose one. Returns ALREADY_EXISTS if the id is taken.
     """
     @_builtins.property
     def user(self) -> _user_pb2.User:
@@ -41,10 +47,11 @@ class CreateUserRequest(_message.Message):
         *,
         user: _user_pb2.User | None = ...,
         request_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -76,7 +76,8 @@ class UserServiceServicer:
     def CreateUser(self, request, context):
         """Creates a user. Retrying with the same request_id returns the first
         result instead of creating a second user. Returns INVALID_ARGUMENT for a
-        malformed email or display name, ALREADY_EXISTS if the email is taken.
+        malformed email, display name or user_id, ALREADY_EXISTS if the email or
+        the requested user_id is taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,8 @@ class UserServiceStub:
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.CreateUserRequest, _user_service_pb2.CreateUserResponse]
     """Creates a user. Retrying with the same request_id returns the first
     result instead of creating a second user. Returns INVALID_ARGUMENT for a
-    malformed email or display name, ALREADY_EXISTS if the email is taken.
+    malformed email, display name or user_id, ALREADY_EXISTS if the email or
+    the requested user_id is taken.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetUserRequest, _user_service_pb2.GetUserResponse]
     """Returns a user. Returns NOT_FOUND if the user does not exist."""
@@ -74,7 +75,8 @@ class UserServiceAsyncStub(UserServiceStub):
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.CreateUserRequest, _user_service_pb2.CreateUserResponse]  # type: ignore[assignment]
     """Creates a user. Retrying with the same request_id returns the first
     result instead of creating a second user. Returns INVALID_ARGUMENT for a
-    malformed email or display name, ALREADY_EXISTS if the email is taken.
+    malformed email, display name or user_id, ALREADY_EXISTS if the email or
+    the requested user_id is taken.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetUserRequest, _user_service_pb2.GetUserResponse]  # type: ignore[assignment]
     """Returns a user. Returns NOT_FOUND if the user does not exist."""
@@ -113,7 +115,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_service_pb2.CreateUserResponse, _abc.Awaitable[_user_service_pb2.CreateUserResponse]]:
         """Creates a user. Retrying with the same request_id returns the first
         result instead of creating a second user. Returns INVALID_ARGUMENT for a
-        malformed email or display name, ALREADY_EXISTS if the email is taken.
+        malformed email, display name or user_id, ALREADY_EXISTS if the email or
+        the requested user_id is taken.
         """
 
     @_abc_1.abstractmethod
