@@ -7,12 +7,16 @@ Example::
 
 from __future__ import annotations
 
+from services.runtime._agent import RegistrationAgent
+from services.runtime._client import Client, ClientConfig, Connection
 from services.runtime._context import (
     current_deadline,
     current_request_id,
     remaining_time,
     request_scope,
 )
+from services.runtime._discovery import RegistryConfig, add_registry_arguments
+from services.runtime._retry import RETRY_TABLE, MethodSpec, RetryPolicy, RetrySettings
 from services.runtime._serve import Lifecycle, configure_logging, run_main, serve
 from services.runtime._server import (
     BindError,
@@ -21,6 +25,8 @@ from services.runtime._server import (
     create_server,
     set_health_status,
 )
+from services.runtime._sync import SyncClient
+from services.runtime.clients import ProductClient, RegistryClient, UserClient
 from services.runtime.config import (
     ConfigError,
     ServerConfig,
@@ -86,4 +92,19 @@ __all__ = [
     "run_main",
     "serve",
     "set_health_status",
+    # client side
+    "RETRY_TABLE",
+    "Client",
+    "ClientConfig",
+    "Connection",
+    "MethodSpec",
+    "ProductClient",
+    "RegistrationAgent",
+    "RegistryClient",
+    "RegistryConfig",
+    "RetryPolicy",
+    "RetrySettings",
+    "SyncClient",
+    "UserClient",
+    "add_registry_arguments",
 ]

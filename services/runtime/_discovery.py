@@ -1,0 +1,305 @@
+"""Finding instances through the registry: settings, flags, and a cached watch per service.
+
+:class:`RegistryConfig` says where the registry is and how to talk to it
+(flags ``--registry ...`` or ``SWITCHBOARD_*`` variables, see
+:func:`add_registry_arguments`). :class:`ServiceWatcher` resolves one service,
+then follows its Watch stream, keeping the instance set in a local cache; when
+the registry goes away the cache stays as it was (calls go on) and the watcher
+reconnects with jittered backoff, starting each time from a fresh Resolve so
+a restarted or different registry replica can never leave a gap.
+
+Example::
+
+    config = RegistryConfig.from_env()          # SWITCHBOARD_REGISTRY=127.0.0.1:50051
+    watcher = ServiceWatcher(registry_conn, "user", on_change=conn.set_discovered)
+    watcher.start()
+    await watcher.wait_synced(2.0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import grpc
+
+from services.runtime import errors
+from services.runtime._retry import MethodSpec, full_jitter
+from switchboard.registry.v1 import instance_pb2, registry_service_pb2
+
+if TYPE_CHECKING:
+    from services.runtime._client import Connection
+
+__all__ = [
+    "REGISTRY_SERVICE",
+    "RegistryConfig",
+    "ServiceWatcher",
+    "add_registry_arguments",
+    "parse_metadata",
+]
+
+log = logging.getLogger("services.runtime.discovery")
+
+REGISTRY_SERVICE = "switchboard.registry.v1.RegistryService"
+RESOLVE: MethodSpec[registry_service_pb2.ResolveRequest, registry_service_pb2.ResolveResponse] = (
+    MethodSpec.of(f"/{REGISTRY_SERVICE}/Resolve")
+)
+WATCH: MethodSpec[registry_service_pb2.WatchRequest, registry_service_pb2.WatchResponse] = (
+    MethodSpec.of(f"/{REGISTRY_SERVICE}/Watch")
+)
+_GONE = (instance_pb2.INSTANCE_EVENT_TYPE_REMOVED, instance_pb2.INSTANCE_EVENT_TYPE_EXPIRED)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Where the registry is, how to authenticate, and what this instance announces.
+
+    ``addresses`` are tried in turn. Example::
+
+        RegistryConfig(addresses=("127.0.0.1:50051",), token="s3cret", ttl_s=10)
+    """
+
+    addresses: tuple[str, ...] = ()
+    token: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+    ttl_s: float = 10.0
+    version: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one registry address is configured."""
+        return bool(self.addresses)
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials for the registry channel, or None for plaintext."""
+        if not (self.tls or self.ca_file or self.cert_file):
+            return None
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca_file),
+            private_key=_read(self.key_file),
+            certificate_chain=_read(self.cert_file),
+        )
+
+    def channel_options(self) -> tuple[tuple[str, Any], ...]:
+        """Extra channel options (the TLS name to check when dialling IP addresses)."""
+        if self.server_name is None:
+            return ()
+        return (("grpc.ssl_target_name_override", self.server_name),)
+
+    def auth_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The ``authorization`` metadata the registry's write methods need."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RegistryConfig:
+        """Read ``SWITCHBOARD_REGISTRY`` (comma-separated), ``SWITCHBOARD_TOKEN`` and the rest.
+
+        Example: ``RegistryConfig.from_env({"SWITCHBOARD_REGISTRY": "a:1,b:2"}).addresses``
+        is ``("a:1", "b:2")``.
+        """
+        return cls.from_args(argparse.Namespace(), environ)
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
+    ) -> RegistryConfig:
+        """Build from parsed flags (see :func:`add_registry_arguments`), then the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for option in _OPTIONS:
+            raw = getattr(ns, option.dest, None)
+            if raw is None:
+                raw = env.get(option.env) or None
+            if raw is not None:
+                values[option.dest] = _parse(option, raw)
+        return cls(**values)
+
+
+class _Option(NamedTuple):
+    dest: str
+    flag: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+def parse_metadata(text: str) -> dict[str, str]:
+    """``"zone=a,weight=2"`` → ``{"zone": "a", "weight": "2"}``; ValueError when malformed."""
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if any(not sep or not key.strip() for key, sep, _ in pairs):
+        raise ValueError(f"invalid metadata {text!r}: expected key=value,key=value")
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("addresses", "--registry", "SWITCHBOARD_REGISTRY", _addresses,
+            "registry host:port list, comma-separated, tried in turn"),
+    _Option("token", "--registry-token", "SWITCHBOARD_TOKEN", str,
+            "bearer token for the registry's write methods"),
+    _Option("tls", "--registry-tls", "SWITCHBOARD_REGISTRY_TLS", _flag,
+            "dial the registry with TLS (1/0)"),
+    _Option("ca_file", "--registry-ca", "SWITCHBOARD_REGISTRY_CA", Path,
+            "PEM CA bundle that signed the registry's certificate"),
+    _Option("cert_file", "--registry-cert", "SWITCHBOARD_REGISTRY_CERT", Path,
+            "PEM client certificate for mTLS"),
+    _Option("key_file", "--registry-key", "SWITCHBOARD_REGISTRY_KEY", Path,
+            "PEM private key of --registry-cert"),
+    _Option("server_name", "--registry-server-name", "SWITCHBOARD_REGISTRY_SERVER_NAME", str,
+            "TLS name to expect from the registry"),
+    _Option("ttl_s", "--registry-ttl-s", "SWITCHBOARD_REGISTRY_TTL_S", float,
+            "lease TTL to ask for, seconds (renewed every third)"),
+    _Option("version", "--instance-version", "SWITCHBOARD_INSTANCE_VERSION", str,
+            "version this instance announces"),
+    _Option("metadata", "--instance-metadata", "SWITCHBOARD_INSTANCE_METADATA", parse_metadata,
+            "labels this instance announces, key=value,key=value"),
+)  # fmt: skip
+
+
+def _parse(option: _Option, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw  # argparse already parsed it
+    try:
+        return option.parse(raw)
+    except ValueError as err:
+        raise ValueError(f"invalid {option.env}={raw!r}: {err}") from None
+
+
+def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the registry flags (``--registry``, ``--registry-token``, ...) to a service binary.
+
+    Each flag falls back to its ``SWITCHBOARD_*`` variable. Example::
+
+        add_registry_arguments(parser)
+        registry = RegistryConfig.from_args(parser.parse_args())
+    """
+    group = parser.add_argument_group("registry", "each flag also reads the variable shown")
+    for option in _OPTIONS:
+        group.add_argument(
+            option.flag,
+            dest=option.dest,
+            type=option.parse,
+            default=None,
+            help=f"{option.help} (env {option.env})",
+        )
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
+class ServiceWatcher:
+    """Keeps the live instances of one service, from the registry, in a local cache.
+
+    ``on_change`` receives the addresses every time the set changes. The
+    watcher never gives up: after an error it waits (full jitter, capped) and
+    starts again from a fresh Resolve.
+    """
+
+    def __init__(
+        self,
+        registry: Connection,
+        service: str,
+        on_change: Callable[[tuple[str, ...]], Awaitable[None]],
+        *,
+        backoff_base_s: float = 0.1,
+        backoff_cap_s: float = 5.0,
+        resolve_timeout_s: float = 2.0,
+    ) -> None:
+        self.service = service
+        self.instances: dict[str, instance_pb2.Instance] = {}
+        self.revision = 0
+        self._registry = registry
+        self._on_change = on_change
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._resolve_timeout = resolve_timeout_s
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start following in the background (in a fresh context: no inherited deadline)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), context=contextvars.Context())
+
+    async def wait_synced(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` seconds for the first answer from the registry."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._synced.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop following; the cache keeps its last state."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._resolve()
+                failures = 0
+                await self._follow()
+            except (errors.SwitchboardError, grpc.aio.AioRpcError) as err:
+                log.log(logging.DEBUG if failures else logging.INFO,
+                        "watch of %s interrupted: %s", self.service, err)  # fmt: skip
+            except Exception:  # never stop following: the cache would go stale for good
+                log.exception("watch of %s failed; starting over", self.service)
+            failures += 1
+            await asyncio.sleep(full_jitter(failures, *self._backoff))
+
+    async def _resolve(self) -> None:
+        request = registry_service_pb2.ResolveRequest(service=self.service)
+        answer = await self._registry.call(RESOLVE, request, timeout_s=self._resolve_timeout)
+        self.instances = {i.instance_id: i for i in answer.instances}
+        self.revision = answer.revision
+        await self._publish()
+        self._synced.set()
+
+    async def _follow(self) -> None:
+        request = registry_service_pb2.WatchRequest(
+            service=self.service, start_revision=self.revision
+        )
+        async for message in self._registry.stream(WATCH, request, timeout_s=None):
+            self._apply(message)
+            await self._publish()
+
+    def _apply(self, message: registry_service_pb2.WatchResponse) -> None:
+        if message.HasField("snapshot"):
+            snapshot = message.snapshot
+            self.instances = {i.instance_id: i for i in snapshot.instances}
+            self.revision = snapshot.revision
+            return
+        event = message.event
+        instance = event.instance
+        if event.type in _GONE:
+            self.instances.pop(instance.instance_id, None)
+        else:
+            self.instances[instance.instance_id] = instance
+        self.revision = event.revision
+
+    async def _publish(self) -> None:
+        await self._on_change(tuple(sorted(i.address for i in self.instances.values())))
