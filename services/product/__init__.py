@@ -1,0 +1,57 @@
+"""The product service: products with a unique SKU, a price, stock and a seller.
+
+Run it with ``python -m services.product`` (see ``--help``). Pieces:
+
+- :class:`ProductServicer` — validates, checks the seller through a
+  :class:`SellerDirectory`, calls a :class:`ProductStore`.
+- :class:`SqliteProductStore` — the embedded store (``<data dir>/product.db``);
+  ReserveStock / ReleaseStock are atomic and idempotent.
+- :class:`UserServiceSellers` — the seller check over gRPC (client runtime).
+- :func:`product_service` — the ``Service`` binding for ``create_server``/``serve``.
+- :func:`replay` — rebuilds products and reservations from the change log.
+
+Example::
+
+    store = SqliteProductStore.open(Path("var"))
+    service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
+    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
+"""
+
+from __future__ import annotations
+
+from services.product._app import PAGE_TOKEN_SECRET, WatchCloser, product_service, run
+from services.product._currencies import ISO_4217_CODES
+from services.product._replay import ProductState, replay
+from services.product._schema import DATABASE_FILE, MIGRATIONS
+from services.product._sellers import SellerDirectory, UserLookup, UserServiceSellers
+from services.product._servicer import SERVICE_NAME, ProductServicer
+from services.product._sqlite import (
+    INLINE_PAGE_LIMIT,
+    PRODUCT_TYPE,
+    RESERVATION_TYPE,
+    SqliteProductStore,
+)
+from services.product._store import ProductPage, ProductStore
+
+__all__ = [
+    "DATABASE_FILE",
+    "INLINE_PAGE_LIMIT",
+    "ISO_4217_CODES",
+    "MIGRATIONS",
+    "PAGE_TOKEN_SECRET",
+    "PRODUCT_TYPE",
+    "RESERVATION_TYPE",
+    "SERVICE_NAME",
+    "ProductPage",
+    "ProductServicer",
+    "ProductState",
+    "ProductStore",
+    "SellerDirectory",
+    "SqliteProductStore",
+    "UserLookup",
+    "UserServiceSellers",
+    "WatchCloser",
+    "product_service",
+    "replay",
+    "run",
+]

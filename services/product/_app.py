@@ -1,0 +1,73 @@
+"""Assemble and run the product service process: store, seller check, servicer, server.
+
+Example::
+
+    store = SqliteProductStore.open(Path("var"))
+    service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
+    server, port = create_server([service], config)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from services.product._sellers import SellerDirectory, UserServiceSellers
+from services.product._servicer import SERVICE_NAME, ProductServicer
+from services.product._sqlite import SqliteProductStore
+from services.product._store import ProductStore
+from services.runtime import Lifecycle, ServerConfig, Service, serve
+from services.runtime._client import Client, ClientConfig
+from services.runtime.clients import UserClient
+from services.runtime.paging import PageTokens
+from switchboard.product.v1 import product_service_pb2_grpc
+
+__all__ = ["PAGE_TOKEN_SECRET", "WatchCloser", "product_service", "run"]
+
+log = logging.getLogger("switchboard.product")
+
+PAGE_TOKEN_SECRET = "page_token"
+"""Name of the secret (kept in the database) that signs page tokens."""
+
+
+def product_service(
+    store: ProductStore, sellers: SellerDirectory, page_token_secret: bytes
+) -> Service:
+    """The ProductService binding for ``create_server`` / ``serve``."""
+    servicer = ProductServicer(store, sellers, PageTokens(page_token_secret))
+    add = product_service_pb2_grpc.add_ProductServiceServicer_to_server
+    return Service(servicer, add, SERVICE_NAME)
+
+
+class WatchCloser:
+    """Lifecycle hook: announces the bound address, and ends watch streams on shutdown.
+
+    The ``product listening on HOST:PORT`` line is what scripts and tests read
+    to learn the port when listening on port 0.
+    """
+
+    def __init__(self, store: ProductStore, config: ServerConfig) -> None:
+        self._store = store
+        self._config = config
+
+    async def started(self, port: int) -> None:
+        log.info("product listening on %s", self._config.listen_on(port))
+
+    async def stopping(self) -> None:
+        self._store.end_watches()
+
+
+async def run(
+    store: SqliteProductStore,
+    config: ServerConfig,
+    client_config: ClientConfig,
+    hooks: Sequence[Lifecycle] = (),
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop gracefully; close the client and the store."""
+    try:
+        async with Client(client_config) as client:
+            sellers = UserServiceSellers(await UserClient.connect(client))
+            service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
+            await serve([service], config, hooks=[WatchCloser(store, config), *hooks])
+    finally:
+        store.close()

@@ -1,0 +1,25 @@
+"""ISO 4217 alphabetic currency codes accepted in a price.
+
+The active codes of the ISO 4217 list (amendment 179, 2025), including
+funds codes (e.g. ``CHE``, ``USN``) and precious metals (``XAU``...), but not
+``XTS`` (reserved for testing) nor ``XXX`` (no currency): neither can price
+anything. Update this set when ISO publishes an amendment.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ISO_4217_CODES"]
+
+_LIST = """
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
+BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP
+DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR
+IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD
+MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB
+PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD
+SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS
+VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER
+ZAR ZMW ZWG ZWL
+"""
+
+ISO_4217_CODES: frozenset[str] = frozenset(_LIST.split())

@@ -1,0 +1,67 @@
+"""The product database's schema, as an ordered list of migrations.
+
+Version 1: the core tables (``events``, ``requests``, ``secrets``),
+``products`` and ``reservations``. The database itself guards the
+invariants the service promises: SKUs are UNIQUE, ``stock`` and the price
+are integers that are never negative (``typeof`` also refuses the REAL that
+SQLite would silently produce on an integer overflow), and a reservation
+belongs to an existing product (deleted with it).
+
+Version 2: index the change log by resource, and products by seller (for
+``ListProducts`` with a ``seller_id`` filter).
+
+Add a migration by appending ``Migration(3, ...)``; never edit a shipped one.
+"""
+
+from __future__ import annotations
+
+from services.runtime.storage import CORE_TABLES, Migration
+
+__all__ = ["DATABASE_FILE", "MIGRATIONS"]
+
+DATABASE_FILE = "product.db"
+
+_PRODUCTS = (
+    "CREATE TABLE products ("
+    " id TEXT PRIMARY KEY,"
+    " sku TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL,"
+    " description TEXT NOT NULL,"
+    " currency_code TEXT NOT NULL,"
+    " amount_minor INTEGER NOT NULL"
+    "  CHECK (typeof(amount_minor) = 'integer' AND amount_minor >= 0),"
+    " stock INTEGER NOT NULL CHECK (typeof(stock) = 'integer' AND stock >= 0),"
+    " seller_id TEXT NOT NULL,"
+    " create_time_ns INTEGER NOT NULL,"
+    " update_time_ns INTEGER NOT NULL,"
+    " revision INTEGER NOT NULL) WITHOUT ROWID"
+)
+_RESERVATIONS = (
+    "CREATE TABLE reservations ("
+    " id TEXT PRIMARY KEY,"
+    " product_id TEXT NOT NULL REFERENCES products (id) ON DELETE CASCADE,"
+    " quantity INTEGER NOT NULL CHECK (typeof(quantity) = 'integer' AND quantity >= 1),"
+    " state INTEGER NOT NULL CHECK (state IN (1, 2)),"  # ReservationState ACTIVE, RELEASED
+    " create_time_ns INTEGER NOT NULL) WITHOUT ROWID"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "products, reservations, change log, idempotency, secrets",
+        (
+            *CORE_TABLES,
+            _PRODUCTS,
+            _RESERVATIONS,
+            "CREATE INDEX reservations_by_product ON reservations (product_id, state)",
+        ),
+    ),
+    Migration(
+        2,
+        "index the change log by resource and products by seller",
+        (
+            "CREATE INDEX events_by_resource ON events (resource_id, revision)",
+            "CREATE INDEX products_by_seller ON products (seller_id, id)",
+        ),
+    ),
+)

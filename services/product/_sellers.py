@@ -1,0 +1,77 @@
+"""Does a seller exist? The product service asks the user service, over gRPC.
+
+The servicer depends only on the :class:`SellerDirectory` protocol, so unit
+tests use a fake and the process uses :class:`UserServiceSellers`, which calls
+``UserService.GetUser`` through the client runtime: the user service is
+found through the registry, the call carries the handled call's request id,
+its deadline is the handled call's remaining deadline (the runtime reads it
+from the call context), and it is retried on UNAVAILABLE within that
+deadline.
+
+Outcomes::
+
+    user exists                      -> True
+    NOT_FOUND from the user service  -> False   (servicer: FAILED_PRECONDITION SELLER_NOT_FOUND)
+    unreachable, retries spent       -> Unavailable       (the caller sees UNAVAILABLE)
+    the deadline ran out             -> DeadlineExceeded  (the caller sees DEADLINE_EXCEEDED)
+    any other answer                 -> Unavailable (the check could not be made)
+
+Example::
+
+    sellers = UserServiceSellers(await UserClient.connect(client))
+    if not await sellers.exists(product.seller_id): ...
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from services.runtime import errors
+from switchboard.user.v1 import user_pb2
+
+__all__ = ["SellerDirectory", "UserLookup", "UserServiceSellers"]
+
+log = logging.getLogger("switchboard.product.sellers")
+
+
+class SellerDirectory(Protocol):
+    """Answers whether a user id names an existing user (a possible seller)."""
+
+    async def exists(self, seller_id: str) -> bool:
+        """True if the user exists, False if it does not.
+
+        Raises :class:`errors.Unavailable` or :class:`errors.DeadlineExceeded`
+        when it cannot tell.
+        """
+        ...
+
+
+class UserLookup(Protocol):
+    """The one call of ``services.runtime.clients.UserClient`` this module uses."""
+
+    async def get_user(self, user_id: str, *, timeout_s: float | None = None) -> user_pb2.User:
+        """The user, or :class:`errors.NotFound`."""
+        ...
+
+
+class UserServiceSellers:
+    """:class:`SellerDirectory` backed by the user service (``GetUser``)."""
+
+    def __init__(self, users: UserLookup) -> None:
+        self._users = users
+
+    async def exists(self, seller_id: str) -> bool:
+        try:
+            await self._users.get_user(seller_id)
+        except errors.NotFound:
+            return False
+        except (errors.Unavailable, errors.DeadlineExceeded):
+            raise
+        except errors.SwitchboardError as err:
+            log.warning("seller check for %r failed: %r", seller_id, err)
+            raise errors.Unavailable(
+                "cannot check the seller: the user service did not answer usefully",
+                reason="SELLER_CHECK_FAILED",
+            ) from None
+        return True

@@ -1,0 +1,108 @@
+"""Shared SQLite storage for Switchboard services: one durable file per service.
+
+What a service store builds on:
+
+- :class:`Database` — opens ``<data dir>/<service>.db`` (WAL, ``synchronous=FULL``,
+  busy timeout, foreign keys), runs :class:`Migration` s, gives short
+  ``BEGIN IMMEDIATE`` write transactions (:class:`Transaction`) on a writer
+  thread, and a reader thread for big reads.
+- The change log — :data:`EVENTS_TABLE`, appended by :meth:`Transaction.append_event`
+  in the same transaction as the change; :func:`tail` streams it.
+- Idempotency — :data:`REQUESTS_TABLE`, :class:`RequestKey`,
+  :func:`find_response`, :func:`save_response`.
+- :func:`new_id`, :func:`make_etag` and :func:`timestamp`.
+- Checks shared by the standard methods: :class:`Violations`, :func:`check_id`,
+  :func:`check_chosen_id`, :func:`check_request_id`, :func:`check_update_mask`.
+
+A service's first migration creates :data:`CORE_TABLES` next to its own.
+
+Example::
+
+    MIGRATIONS = (Migration(1, "users", (*CORE_TABLES, "CREATE TABLE users (...)")),)
+    db = Database.open(resolve_data_dir(args.data_dir) / "user.db", MIGRATIONS)
+"""
+
+from __future__ import annotations
+
+from services.runtime.storage._db import (
+    BUSY_TIMEOUT_MS,
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR,
+    SECRETS_TABLE,
+    Database,
+    Transaction,
+    connect,
+    resolve_data_dir,
+    transaction,
+)
+from services.runtime.storage._events import (
+    EVENTS_TABLE,
+    ChangeFeed,
+    LogEntry,
+    head_revision,
+    read_events,
+)
+from services.runtime.storage._fields import (
+    MAX_ID_LENGTH,
+    Violations,
+    check_chosen_id,
+    check_id,
+    check_request_id,
+    check_update_mask,
+)
+from services.runtime.storage._idempotency import (
+    MAX_REQUEST_ID_LENGTH,
+    REQUESTS_TABLE,
+    RequestKey,
+    find_response,
+    save_response,
+)
+from services.runtime.storage._migrations import (
+    Migration,
+    MigrationError,
+    migrate,
+    schema_version,
+)
+from services.runtime.storage._values import make_etag, new_id, timestamp
+from services.runtime.storage._watch import POLL_INTERVAL_S, tail
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "CORE_TABLES",
+    "DATA_DIR_ENV",
+    "DEFAULT_DATA_DIR",
+    "EVENTS_TABLE",
+    "MAX_ID_LENGTH",
+    "MAX_REQUEST_ID_LENGTH",
+    "POLL_INTERVAL_S",
+    "REQUESTS_TABLE",
+    "SECRETS_TABLE",
+    "ChangeFeed",
+    "Database",
+    "LogEntry",
+    "Migration",
+    "MigrationError",
+    "RequestKey",
+    "Transaction",
+    "Violations",
+    "check_chosen_id",
+    "check_id",
+    "check_request_id",
+    "check_update_mask",
+    "connect",
+    "find_response",
+    "head_revision",
+    "make_etag",
+    "migrate",
+    "new_id",
+    "read_events",
+    "resolve_data_dir",
+    "save_response",
+    "schema_version",
+    "tail",
+    "timestamp",
+    "transaction",
+]
+
+CORE_TABLES: tuple[str, ...] = (EVENTS_TABLE, REQUESTS_TABLE, SECRETS_TABLE)
+"""The change log, idempotency and secrets tables every service database has."""

@@ -1,0 +1,43 @@
+"""Tail the change log: the entries after a revision, then each new one as it commits.
+
+New entries are noticed two ways: this process's commits wake the tail at
+once through the database's :class:`ChangeFeed`; commits by *another*
+process sharing the file are seen by a bounded poll (every
+:data:`POLL_INTERVAL_S`, a ~10 µs indexed range read). The tail ends when
+the database closes (server shutdown), so a watch stream never holds up a
+graceful stop.
+
+Example::
+
+    async for entry in tail(db, start_revision=41):
+        event = UserEvent.FromString(entry.payload)      # revision 42, 43, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from services.runtime.storage._db import Database
+from services.runtime.storage._events import LogEntry, read_events
+
+__all__ = ["POLL_INTERVAL_S", "tail"]
+
+POLL_INTERVAL_S = 0.15
+"""How long a tail waits for a wake-up before it looks at the table anyway."""
+
+_BATCH = 256
+
+
+async def tail(
+    db: Database, start_revision: int, poll_interval: float = POLL_INTERVAL_S
+) -> AsyncGenerator[LogEntry, None]:
+    """Yield every log entry with a revision above ``start_revision``, forever (until close)."""
+    last = start_revision
+    while not db.changes.closed:
+        ticket = db.changes.ticket()
+        entries = read_events(db.conn, last, _BATCH)
+        for entry in entries:
+            yield entry
+            last = entry.revision
+        if len(entries) < _BATCH:
+            await db.changes.wait(ticket, poll_interval)

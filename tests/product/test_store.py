@@ -1,0 +1,127 @@
+"""The SQLite product store: event sourcing (replay == tables), migrations, invariants."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from services.product import DATABASE_FILE, MIGRATIONS, SqliteProductStore, replay
+from services.runtime.errors import SwitchboardError
+from services.runtime.storage import RequestKey, connect, migrate, read_events, schema_version
+from switchboard.product.v1 import product_pb2
+from tests.product.conftest import new_product
+
+
+class _History:
+    """Random creates, updates, deletes, reservations and releases (some of them refused)."""
+
+    def __init__(self, store: SqliteProductStore, seed: int) -> None:
+        self.store = store
+        self.rng = random.Random(seed)
+        self.products: list[str] = []
+        self.reservations: list[str] = []
+
+    async def step(self, n: int) -> None:
+        actions = [self.create, self.create, self.update, self.delete, self.reserve,
+                   self.reserve, self.release]  # fmt: skip
+        action = self.rng.choice(actions) if self.products else self.create
+        with contextlib.suppress(SwitchboardError):  # refused: must leave no trace behind
+            await action(n)
+
+    async def create(self, n: int) -> None:
+        product = new_product(sku=f"S{self.rng.randrange(60)}", stock=self.rng.randrange(6))
+        self.products.append((await self.store.create_product(product, None)).product.id)
+
+    async def update(self, n: int) -> None:
+        change = new_product(sku=f"S{self.rng.randrange(60)}", stock=self.rng.randrange(6))
+        change.id = self.rng.choice(self.products)
+        paths = frozenset(self.rng.sample(["sku", "name", "stock", "price"], 2))
+        await self.store.update_product(change, paths, None)
+
+    async def delete(self, n: int) -> None:
+        await self.store.delete_product(self.rng.choice(self.products), "", None)
+
+    async def reserve(self, n: int) -> None:
+        product_id = self.rng.choice(self.products)
+        request = product_pb2.Reservation(product_id=product_id)  # any message: a fingerprint
+        key = RequestKey.of("ReserveStock", f"r{n}", request)
+        reply = await self.store.reserve_stock(product_id, self.rng.randrange(1, 4), key)
+        self.reservations.append(reply.reservation.id)
+
+    async def release(self, n: int) -> None:
+        if self.reservations:
+            await self.store.release_stock(self.rng.choice(self.reservations), None)
+
+
+async def _tables(store: SqliteProductStore) -> dict[str, product_pb2.Product]:
+    page = await store.list_products("", None, 1000)
+    assert not page.more
+    return {product.id: product for product in page.products}
+
+
+def _reservation_rows(store: SqliteProductStore) -> dict[str, tuple[str, int, int]]:
+    rows = store.db.conn.execute("SELECT id, product_id, quantity, state FROM reservations")
+    return {rid: (pid, quantity, state) for rid, pid, quantity, state in rows}
+
+
+async def test_replaying_the_log_rebuilds_products_and_reservations(
+    store: SqliteProductStore,
+) -> None:
+    history = _History(store, seed=11)
+    for n in range(400):
+        await history.step(n)
+    events = [
+        product_pb2.ProductEvent.FromString(e.payload)
+        for e in read_events(store.db.conn, 0, 100_000)
+    ]
+    state = replay(events)
+    assert state.products == await _tables(store)
+    replayed = {r.id: (r.product_id, r.quantity, r.state) for r in state.reservations.values()}
+    assert replayed == _reservation_rows(store)
+    kinds = {event.type for event in events}
+    assert product_pb2.PRODUCT_EVENT_TYPE_STOCK_RELEASED in kinds  # the history covered it all
+    assert product_pb2.PRODUCT_EVENT_TYPE_DELETED in kinds
+
+
+def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    old = connect(data_dir / DATABASE_FILE)
+    migrate(old, MIGRATIONS[:-1])
+    old.execute(
+        "INSERT INTO products (id, sku, name, description, currency_code, amount_minor, stock,"
+        " seller_id, create_time_ns, update_time_ns, revision)"
+        " VALUES ('p1', 'OLD-1', 'Old', '', 'EUR', 5, 2, 's1', 1, 1, 0)"
+    )
+    old.close()
+    store = SqliteProductStore.open(data_dir)
+    try:
+        assert schema_version(store.db.conn) == MIGRATIONS[-1].version
+        index = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
+        assert store.db.conn.execute(index, ("products_by_seller",)).fetchone() is not None
+        assert store.db.conn.execute("SELECT sku, stock FROM products").fetchall() == [("OLD-1", 2)]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE products SET stock = -1",
+        "UPDATE products SET stock = 9223372036854775807 + 1",  # overflow: SQLite makes a REAL
+        "UPDATE products SET amount_minor = -1",
+        "INSERT INTO reservations VALUES ('r1', 'missing', 1, 1, 0)",
+        "INSERT INTO reservations VALUES ('r1', 'p1', 0, 1, 0)",
+    ],
+)
+async def test_the_database_guards_its_invariants(
+    store: SqliteProductStore, statement: str
+) -> None:
+    await store.db.write(lambda tx: tx.conn.execute(
+        "INSERT INTO products VALUES ('p1', 'A', 'A', '', 'EUR', 1, 1, 's', 1, 1, 1)"
+    ))  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError):
+        store.db.conn.execute(statement)

@@ -1,0 +1,84 @@
+"""Fixtures: a user store in a temp data dir, served in-process on port 0 by the real factory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc.aio
+import pytest
+
+from services.runtime import ServerConfig, SwitchboardError, create_server, from_rpc_error
+from services.user import PAGE_TOKEN_SECRET, SqliteUserStore, user_service
+from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
+from tests.user._process import StartService, service_processes
+
+if TYPE_CHECKING:
+    from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
+
+WAIT = 5.0
+"""Bound on every single call or wait in these tests (seconds)."""
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Iterator[SqliteUserStore]:
+    user_store = SqliteUserStore.open(data_dir)
+    yield user_store
+    user_store.close()
+
+
+@pytest.fixture
+async def address(store: SqliteUserStore) -> AsyncIterator[str]:
+    """``host:port`` of a started in-process user server (production ``create_server``)."""
+    service = user_service(store, store.db.secret(PAGE_TOKEN_SECRET))
+    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
+    await server.start()
+    yield f"127.0.0.1:{port}"
+    store.end_watches()
+    await server.stop(None)
+
+
+@pytest.fixture
+async def stub(address: str) -> AsyncIterator[UserServiceAsyncStub]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield user_service_pb2_grpc.UserServiceStub(channel)
+
+
+@pytest.fixture
+async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
+    async with service_processes(tmp_path) as start:
+        yield start
+
+
+async def failure(call: Awaitable[Any]) -> SwitchboardError:
+    """The typed error a call fails with (AssertionError if it succeeds)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        return from_rpc_error(err)
+    raise AssertionError("the call succeeded")
+
+
+async def read_event(watch: Any) -> user_service_pb2.WatchUsersResponse:
+    """The next message of a WatchUsers stream (bounded wait)."""
+    response = await asyncio.wait_for(watch.read(), WAIT)
+    assert isinstance(response, user_service_pb2.WatchUsersResponse), response
+    return response
+
+
+def new_user(email: str = "ada@example.com", name: str = "Ada Lovelace") -> user_pb2.User:
+    return user_pb2.User(email=email, display_name=name)
+
+
+async def create(
+    stub: UserServiceAsyncStub, email: str = "ada@example.com", request_id: str = ""
+) -> user_pb2.User:
+    request = user_service_pb2.CreateUserRequest(user=new_user(email), request_id=request_id)
+    return (await stub.CreateUser(request, timeout=WAIT)).user
