@@ -16,18 +16,14 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from registry._store import StoreLimits
-from services.runtime.config import ConfigError
+from services.runtime.config import ConfigError, Option, add_options, read_options
 
 __all__ = ["RegistrySettings", "add_registry_arguments"]
-
-_ENV_PREFIX = "SWITCHBOARD_"
 
 
 @dataclass(frozen=True)
@@ -69,8 +65,7 @@ class RegistrySettings:
 
         Example: ``RegistrySettings.from_args(ns, {"SWITCHBOARD_TOKEN": "s3cret"})``.
         """
-        env = os.environ if environ is None else environ
-        values = {o.dest: v for o in _OPTIONS if (v := _lookup(o, ns, env)) is not None}
+        values = read_options(ns, _OPTIONS, environ)
         token = _token(values.pop("token", None), values.pop("token_file", None))
         limit_names = set(StoreLimits.__dataclass_fields__)
         limits = StoreLimits(**{k: v for k, v in values.items() if k in limit_names})
@@ -78,38 +73,22 @@ class RegistrySettings:
         return cls(token=token, limits=limits, **rest)
 
 
-class _Option(NamedTuple):
-    """One registry setting as a flag and an environment variable."""
-
-    dest: str
-    parse: Callable[[str], Any]
-    help: str
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.dest.replace("_", "-")
-
-    @property
-    def env(self) -> str:
-        return _ENV_PREFIX + self.dest.upper()
-
-
-_OPTIONS: tuple[_Option, ...] = (
-    _Option("ttl_min", float, "shortest lease TTL a client may ask for, seconds (default 1)"),
-    _Option("ttl_max", float, "longest lease TTL a client may ask for, seconds (default 300)"),
-    _Option("ttl_default", float, "TTL granted when a client asks for 0, seconds (default 10)"),
-    _Option(
+_OPTIONS: tuple[Option, ...] = (
+    Option("ttl_min", float, "shortest lease TTL a client may ask for, seconds (default 1)"),
+    Option("ttl_max", float, "longest lease TTL a client may ask for, seconds (default 300)"),
+    Option("ttl_default", float, "TTL granted when a client asks for 0, seconds (default 10)"),
+    Option(
         "token",
         str,
         "bearer token write calls must send (prefer --token-file or the environment: "
         "a flag shows in the process list); no default: unset = writes are open",
     ),
-    _Option("token_file", Path, "file whose content (stripped) is the bearer token"),
-    _Option("max_instances", int, "instances over all services (default 100000)"),
-    _Option("max_instances_per_service", int, "instances per service (default 10000)"),
-    _Option("max_watchers", int, "concurrently open watches (default 10000)"),
-    _Option("history", int, "recent events kept for resuming watches (default 10000)"),
-    _Option(
+    Option("token_file", Path, "file whose content (stripped) is the bearer token"),
+    Option("max_instances", int, "instances over all services (default 100000)"),
+    Option("max_instances_per_service", int, "instances per service (default 10000)"),
+    Option("max_watchers", int, "concurrently open watches (default 10000)"),
+    Option("history", int, "recent events kept for resuming watches (default 10000)"),
+    Option(
         "watch_queue",
         int,
         "undelivered events a watcher may hold before it gets a RESYNC snapshot (default 1024)",
@@ -122,30 +101,7 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
 
     Example: ``add_registry_arguments(parser)`` then ``RegistrySettings.from_args(ns)``.
     """
-    group = parser.add_argument_group("registry", f"each flag also reads {_ENV_PREFIX}<FLAG>")
-    for option in _OPTIONS:
-        group.add_argument(
-            option.flag,
-            dest=option.dest,
-            type=option.parse,
-            default=None,  # None = "not given", so the environment can fill it in
-            metavar=option.dest.split("_")[-1].upper(),
-            help=f"{option.help} (env {option.env})",
-        )
-
-
-def _lookup(option: _Option, ns: argparse.Namespace, env: Mapping[str, str]) -> Any:
-    """The flag's value, else the environment variable's (parsed), else None."""
-    value = getattr(ns, option.dest, None)
-    if value is not None:
-        return value
-    raw = env.get(option.env, "")
-    if raw == "":
-        return None
-    try:
-        return option.parse(raw)
-    except ValueError:
-        raise ConfigError(f"invalid {option.env}={raw!r}: not a valid value") from None
+    add_options(parser, "registry", _OPTIONS)
 
 
 def _token(token: str | None, token_file: Path | None) -> str | None:

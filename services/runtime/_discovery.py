@@ -22,16 +22,16 @@ import argparse
 import asyncio
 import contextvars
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from services.runtime import errors
 from services.runtime._retry import MethodSpec, full_jitter
+from services.runtime.config import Option, add_options, read_options
 from switchboard.registry.v1 import instance_pb2, registry_service_pb2
 
 if TYPE_CHECKING:
@@ -116,23 +116,7 @@ class RegistryConfig:
         cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
     ) -> RegistryConfig:
         """Build from parsed flags (see :func:`add_registry_arguments`), then the environment."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for option in _OPTIONS:
-            raw = getattr(ns, option.dest, None)
-            if raw is None:
-                raw = env.get(option.env) or None
-            if raw is not None:
-                values[option.dest] = _parse(option, raw)
-        return cls(**values)
-
-
-class _Option(NamedTuple):
-    dest: str
-    flag: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
+        return cls(**read_options(ns, _OPTIONS, environ))
 
 
 def parse_metadata(text: str) -> dict[str, str]:
@@ -151,37 +135,78 @@ def _flag(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
-_OPTIONS: tuple[_Option, ...] = (
-    _Option("addresses", "--registry", "SWITCHBOARD_REGISTRY", _addresses,
-            "registry host:port list, comma-separated, tried in turn"),
-    _Option("token", "--registry-token", "SWITCHBOARD_TOKEN", str,
-            "bearer token for the registry's write methods"),
-    _Option("tls", "--registry-tls", "SWITCHBOARD_REGISTRY_TLS", _flag,
-            "dial the registry with TLS (1/0)"),
-    _Option("ca_file", "--registry-ca", "SWITCHBOARD_REGISTRY_CA", Path,
-            "PEM CA bundle that signed the registry's certificate"),
-    _Option("cert_file", "--registry-cert", "SWITCHBOARD_REGISTRY_CERT", Path,
-            "PEM client certificate for mTLS"),
-    _Option("key_file", "--registry-key", "SWITCHBOARD_REGISTRY_KEY", Path,
-            "PEM private key of --registry-cert"),
-    _Option("server_name", "--registry-server-name", "SWITCHBOARD_REGISTRY_SERVER_NAME", str,
-            "TLS name to expect from the registry"),
-    _Option("ttl_s", "--registry-ttl-s", "SWITCHBOARD_REGISTRY_TTL_S", float,
-            "lease TTL to ask for, seconds (renewed every third)"),
-    _Option("version", "--instance-version", "SWITCHBOARD_INSTANCE_VERSION", str,
-            "version this instance announces"),
-    _Option("metadata", "--instance-metadata", "SWITCHBOARD_INSTANCE_METADATA", parse_metadata,
-            "labels this instance announces, key=value,key=value"),
-)  # fmt: skip
-
-
-def _parse(option: _Option, raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw  # argparse already parsed it
-    try:
-        return option.parse(raw)
-    except ValueError as err:
-        raise ValueError(f"invalid {option.env}={raw!r}: {err}") from None
+_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "addresses",
+        _addresses,
+        "registry host:port list, comma-separated, tried in turn",
+        flag="--registry",
+        env="SWITCHBOARD_REGISTRY",
+    ),
+    Option(
+        "token",
+        str,
+        "bearer token for the registry's write methods",
+        flag="--registry-token",
+        env="SWITCHBOARD_TOKEN",
+    ),
+    Option(
+        "tls",
+        _flag,
+        "dial the registry with TLS (1/0)",
+        flag="--registry-tls",
+        env="SWITCHBOARD_REGISTRY_TLS",
+    ),
+    Option(
+        "ca_file",
+        Path,
+        "PEM CA bundle that signed the registry's certificate",
+        flag="--registry-ca",
+        env="SWITCHBOARD_REGISTRY_CA",
+    ),
+    Option(
+        "cert_file",
+        Path,
+        "PEM client certificate for mTLS",
+        flag="--registry-cert",
+        env="SWITCHBOARD_REGISTRY_CERT",
+    ),
+    Option(
+        "key_file",
+        Path,
+        "PEM private key of --registry-cert",
+        flag="--registry-key",
+        env="SWITCHBOARD_REGISTRY_KEY",
+    ),
+    Option(
+        "server_name",
+        str,
+        "TLS name to expect from the registry",
+        flag="--registry-server-name",
+        env="SWITCHBOARD_REGISTRY_SERVER_NAME",
+    ),
+    Option(
+        "ttl_s",
+        float,
+        "lease TTL to ask for, seconds (renewed every third)",
+        flag="--registry-ttl-s",
+        env="SWITCHBOARD_REGISTRY_TTL_S",
+    ),
+    Option(
+        "version",
+        str,
+        "version this instance announces",
+        flag="--instance-version",
+        env="SWITCHBOARD_INSTANCE_VERSION",
+    ),
+    Option(
+        "metadata",
+        parse_metadata,
+        "labels this instance announces, key=value,key=value",
+        flag="--instance-metadata",
+        env="SWITCHBOARD_INSTANCE_METADATA",
+    ),
+)
 
 
 def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,15 +217,7 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
         add_registry_arguments(parser)
         registry = RegistryConfig.from_args(parser.parse_args())
     """
-    group = parser.add_argument_group("registry", "each flag also reads the variable shown")
-    for option in _OPTIONS:
-        group.add_argument(
-            option.flag,
-            dest=option.dest,
-            type=option.parse,
-            default=None,
-            help=f"{option.help} (env {option.env})",
-        )
+    add_options(parser, "registry", _OPTIONS)
 
 
 def _read(path: Path | None) -> bytes | None:

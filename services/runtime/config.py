@@ -26,9 +26,12 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "ConfigError",
+    "Option",
     "ServerConfig",
+    "add_options",
     "add_server_arguments",
     "parse_server_config",
+    "read_options",
 ]
 
 MIB = 1024 * 1024
@@ -126,49 +129,93 @@ class ServerConfig:
             ns = parser.parse_args(["--grace-s", "3"])
             ServerConfig.from_args(ns, {"SWITCHBOARD_GRACE_S": "9"}).grace_s   # 3.0
         """
-        env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         default_listen = getattr(ns, _DEFAULT_LISTEN_DEST, None)
         if default_listen is not None:
             values["listen"] = default_listen
-        for option in _OPTIONS:
-            value = _lookup(option, ns, env)
-            if value is not None:
-                values[option.field] = value
+        values.update(read_options(ns, _OPTIONS, environ))
         return cls(**values)
 
 
-class _Option(NamedTuple):
-    """One setting as a command-line flag and an environment variable."""
+class Option(NamedTuple):
+    """One setting as a command-line flag and an environment variable.
+
+    ``flag`` and ``env`` default to ``--field-name`` and ``SWITCHBOARD_FIELD_NAME``.
+
+    Example: ``Option("ttl_s", float, "lease TTL", flag="--registry-ttl-s")``.
+    """
 
     field: str
     parse: Callable[[str], Any]
     help: str
+    flag: str = ""
+    env: str = ""
 
     @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
+    def flag_name(self) -> str:
+        return self.flag or "--" + self.field.replace("_", "-")
 
     @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.field.upper()
+    def env_name(self) -> str:
+        return self.env or ENV_PREFIX + self.field.upper()
 
 
-_OPTIONS: tuple[_Option, ...] = (
-    _Option("listen", str, "host:port to listen on (port 0 picks a free port)"),
-    _Option("advertise_host", str, "host other processes dial (default: the listen host)"),
-    _Option("tls_cert", Path, "PEM server certificate chain; enables TLS"),
-    _Option("tls_key", Path, "PEM private key of --tls-cert"),
-    _Option("tls_client_ca", Path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
-    _Option("max_receive_message_bytes", int, "largest request message accepted"),
-    _Option("max_send_message_bytes", int, "largest response message sent"),
-    _Option("max_concurrent_streams", int, "concurrent calls allowed per client connection"),
-    _Option("keepalive_time_s", float, "seconds between server pings on an idle connection"),
-    _Option("keepalive_timeout_s", float, "seconds to wait for a ping ack before closing"),
-    _Option("min_ping_interval_s", float, "a client pinging more often than this gets GOAWAY"),
-    _Option("max_metadata_bytes", int, "largest request metadata (headers) accepted"),
-    _Option("grace_s", float, "seconds in-flight calls get to finish on SIGTERM"),
-    _Option("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+def add_options(
+    parser: argparse.ArgumentParser,
+    title: str,
+    options: Sequence[Option],
+    defaults: Mapping[str, object] | None = None,
+) -> None:
+    """Add one flag per option to a group of ``parser``; ``defaults`` only show in the help.
+
+    The flags default to None ("not given") so that :func:`read_options` can
+    fall back to the environment. Example: ``add_options(parser, "registry", OPTIONS)``.
+    """
+    group = parser.add_argument_group(title, f"each flag also reads {ENV_PREFIX}<FLAG>")
+    for option in options:
+        shown = "" if defaults is None else f"; default {defaults.get(option.field)}"
+        group.add_argument(
+            option.flag_name,
+            dest=option.field,
+            type=option.parse,
+            default=None,
+            metavar=option.field.split("_")[-1].upper(),
+            help=f"{option.help} (env {option.env_name}{shown})",
+        )
+
+
+def read_options(
+    ns: argparse.Namespace, options: Sequence[Option], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The options that are set: each flag's value, else its variable's (parsed).
+
+    Raises :class:`ConfigError` naming the variable when a value does not parse.
+    Example: ``read_options(ns, OPTIONS, {"SWITCHBOARD_GRACE_S": "3"})``.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in options:
+        value = _lookup(option, ns, env)
+        if value is not None:
+            values[option.field] = value
+    return values
+
+
+_OPTIONS: tuple[Option, ...] = (
+    Option("listen", str, "host:port to listen on (port 0 picks a free port)"),
+    Option("advertise_host", str, "host other processes dial (default: the listen host)"),
+    Option("tls_cert", Path, "PEM server certificate chain; enables TLS"),
+    Option("tls_key", Path, "PEM private key of --tls-cert"),
+    Option("tls_client_ca", Path, "PEM CA bundle; clients must present a cert it signed (mTLS)"),
+    Option("max_receive_message_bytes", int, "largest request message accepted"),
+    Option("max_send_message_bytes", int, "largest response message sent"),
+    Option("max_concurrent_streams", int, "concurrent calls allowed per client connection"),
+    Option("keepalive_time_s", float, "seconds between server pings on an idle connection"),
+    Option("keepalive_timeout_s", float, "seconds to wait for a ping ack before closing"),
+    Option("min_ping_interval_s", float, "a client pinging more often than this gets GOAWAY"),
+    Option("max_metadata_bytes", int, "largest request metadata (headers) accepted"),
+    Option("grace_s", float, "seconds in-flight calls get to finish on SIGTERM"),
+    Option("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
 )
 
 
@@ -177,18 +224,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> 
 
     Example: ``add_server_arguments(parser, default_port=50052)``.
     """
-    group = parser.add_argument_group("server", f"each flag also reads {ENV_PREFIX}<FLAG>")
     defaults = ServerConfig(listen=f"127.0.0.1:{default_port}")
-    for option in _OPTIONS:
-        default = getattr(defaults, option.field)
-        group.add_argument(
-            option.flag,
-            dest=option.field,
-            type=option.parse,
-            default=None,  # None = "not given", so the environment can fill it in
-            metavar=option.field.split("_")[-1].upper(),
-            help=f"{option.help} (env {option.env}; default {default})",
-        )
+    add_options(parser, "server", _OPTIONS, vars(defaults))
     parser.set_defaults(**{_DEFAULT_LISTEN_DEST: defaults.listen})
 
 
@@ -206,18 +243,18 @@ def parse_server_config(
         parser.error(str(err))
 
 
-def _lookup(option: _Option, ns: argparse.Namespace, env: Mapping[str, str]) -> Any:
+def _lookup(option: Option, ns: argparse.Namespace, env: Mapping[str, str]) -> Any:
     """The flag's value, else the environment variable's (parsed), else None."""
     value = getattr(ns, option.field, None)
     if value is not None:
         return value
-    raw = env.get(option.env, "")
+    raw = env.get(option.env_name, "")
     if raw == "":
         return None
     try:
         return option.parse(raw)
-    except ValueError:
-        raise ConfigError(f"invalid {option.env}={raw!r}: not a valid value") from None
+    except ValueError as err:
+        raise ConfigError(f"invalid {option.env_name}={raw!r}: {err}") from None
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
