@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -37,10 +37,19 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
     health_pb2_grpc,
 )
 
+from switchboard.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+
 __all__ = ["Child", "PlatformConfig", "main"]
 
 _STOP_TIMEOUT_S = 20.0
 _HEALTH_TIMEOUT_S = 15.0
+# The first health checks run before the child listens; gRPC's default reconnect backoff
+# (1 s, growing) would then delay "up" by about a second per child.
+_HEALTH_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+)
 
 
 @dataclass(frozen=True)
@@ -160,15 +169,29 @@ class Supervisor:
     async def _wait_healthy(self, child: Child) -> None:
         target = f"{self._config.host}:{child.port}"
         deadline = time.monotonic() + _HEALTH_TIMEOUT_S
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with grpc.aio.insecure_channel(target, options=_HEALTH_CHANNEL_OPTIONS) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self._procs[child.name].returncode is not None:
-                    raise SupervisorError(f"{child.name} exited during start-up")
-                if await _is_serving(stub):
-                    return
-                await asyncio.sleep(0.05)
-        raise SupervisorError(f"{child.name} did not become healthy in {_HEALTH_TIMEOUT_S:.0f} s")
+            await self._poll(child, deadline, lambda: _is_serving(stub))
+        if child.name == "registry":
+            return
+        # A service turns SERVING first and registers just after: "up" means discoverable.
+        registry = f"{self._config.host}:{self._config.registry_port}"
+        async with grpc.aio.insecure_channel(registry) as channel:
+            rstub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            await self._poll(child, deadline, lambda: _is_registered(rstub, child))
+
+    async def _poll(
+        self, child: Child, deadline: float, ready: Callable[[], Awaitable[bool]]
+    ) -> None:
+        while time.monotonic() < deadline:
+            if self._procs[child.name].returncode is not None:
+                raise SupervisorError(f"{child.name} exited during start-up")
+            if await ready():
+                return
+            await asyncio.sleep(0.05)
+        raise SupervisorError(
+            f"{child.name} did not become healthy and registered in {_HEALTH_TIMEOUT_S:.0f} s"
+        )
 
     async def wait_for_crash(self) -> tuple[str, int]:
         """Return the name and exit code of the first child that died on its own."""
@@ -206,6 +229,18 @@ async def _is_serving(stub: health_pb2_grpc.HealthStub) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+async def _is_registered(
+    stub: registry_service_pb2_grpc.RegistryServiceAsyncStub, child: Child
+) -> bool:
+    try:
+        reply = await stub.Resolve(
+            registry_service_pb2.ResolveRequest(service=child.name), timeout=0.5
+        )
+    except grpc.aio.AioRpcError:
+        return False
+    return any(i.address.endswith(f":{child.port}") for i in reply.instances)
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -231,7 +266,9 @@ async def _run(config: PlatformConfig) -> int:
     supervisor = Supervisor(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal of `make run` must not orphan the children (they
+    # run in their own sessions, so the hangup never reaches them) and leave the ports busy.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     try:

@@ -1,0 +1,56 @@
+"""Go, TypeScript and Java clients, generated from protos/, calling the Python services.
+
+Each client is built by ``make stubs interop`` (once per session) and run
+against a platform started as ``make run`` starts it; it must exit 0 and print
+a ``PASS`` line for each of its checks (see interop/*/ and ``_clients``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.interop._clients import CLIENTS, Client
+from tests.supervisor._platform import TIMINGS, Platform, require_tools
+
+pytestmark = [pytest.mark.interop, pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def check_lines(client: Client, stdout: str) -> dict[str, str]:
+    """``{check: detail}`` of the client's ``PASS check: detail`` lines."""
+    passed = {}
+    for line in stdout.splitlines():
+        if line.startswith("PASS "):
+            name, _, detail = line.removeprefix("PASS ").partition(": ")
+            passed[name] = detail
+    return passed
+
+
+@pytest.mark.parametrize("language", CLIENTS)
+def test_client_passes_every_check_against_the_python_services(
+    language: str, built_languages: list[str], platform: Platform
+) -> None:
+    client = CLIENTS[language]
+    require_tools("make", *client.tools, why=f"the {language} interop client")
+    assert language in built_languages, "the toolchain is there, so the client must be built"
+    started = time.monotonic()
+    result = client.run(platform.ports.address("user"))
+    TIMINGS[f"interop: {language} client run"] = time.monotonic() - started
+    report = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, report
+    passed = check_lines(client, result.stdout)
+    assert set(passed) == set(client.checks), report
+    for name, fragment in client.checks.items():
+        assert fragment in passed[name], f"{name}: {passed[name]!r} lacks {fragment!r}"
+    assert result.stdout.rstrip().endswith(f"ALL CHECKS PASSED ({len(client.checks)})"), report
+
+
+def test_a_missing_toolchain_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-toolchain-xyz not found"):
+        require_tools("no-such-toolchain-xyz", why="guard test")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_tools("no-such-toolchain-xyz", why="guard test")
+    require_tools("sh", why="present tools never skip")

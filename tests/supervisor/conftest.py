@@ -1,0 +1,12 @@
+"""Prints how long the platform took to come up (see ``_platform.TIMINGS``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.supervisor._platform import write_timings
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report the measured start-up times after the test results."""
+    write_timings(terminalreporter, "supervisor")

@@ -1,0 +1,196 @@
+"""``make run`` end to end: the supervisor with real registry, user and product processes.
+
+Each test starts ``python -m services.runtime.supervisor`` on free ports with a
+temporary data dir (see ``_platform``), exactly what ``make run`` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+
+from switchboard.registry.v1 import instance_pb2 as pb
+from switchboard.registry.v1 import registry_service_pb2 as rs
+from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
+from tests.supervisor._platform import (
+    REPO,
+    TIMINGS,
+    Platform,
+    running_platform,
+)
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = {
+    "registry": "switchboard.registry.v1.RegistryService",
+    "user": "switchboard.user.v1.UserService",
+    "product": "switchboard.product.v1.ProductService",
+}
+RPC_TIMEOUT_S = 5.0
+EVENT_TIMEOUT_S = 15.0
+BUSY_TIMEOUT_S = 15.0
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """A fresh platform; its start-up time is reported in the terminal summary."""
+    with running_platform(tmp_path, label="supervisor: start to 'switchboard is up'") as p:
+        yield p
+
+
+def serving(address: str, service: str = "") -> bool:
+    """True when ``address`` answers grpc.health.v1 SERVING for ``service`` ("" = server)."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=RPC_TIMEOUT_S)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+class Watcher:
+    """Follows the registry's Watch stream of one service on a thread."""
+
+    def __init__(self, channel: grpc.Channel, service: str) -> None:
+        stub = rs_grpc.RegistryServiceStub(channel)
+        self.service = service
+        self.call = stub.Watch(rs.WatchRequest(service=service), timeout=2 * EVENT_TIMEOUT_S)
+        self.live = 0
+        self.saw_removed = False
+        self.snapshot = threading.Event()
+        self.done = threading.Event()  # REMOVED arrived, or the stream ended without it
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            for reply in self.call:
+                if reply.HasField("snapshot"):
+                    self.live = len(reply.snapshot.instances)
+                    self.snapshot.set()
+                elif reply.event.type == pb.INSTANCE_EVENT_TYPE_REMOVED:
+                    self.saw_removed = True
+                    self.done.set()
+        except grpc.RpcError:  # cancelled by close(), or the registry went away
+            pass
+        finally:
+            self.done.set()
+
+    def close(self) -> None:
+        self.call.cancel()
+        self._thread.join(timeout=EVENT_TIMEOUT_S)
+
+
+def stop_line(output: str, name: str) -> int:
+    """The index of the supervisor's ``<name> | stopped (exit code 0)`` line."""
+    match = re.search(rf"^{name}\s*\| stopped \(exit code 0\)$", output, re.MULTILINE)
+    assert match, f"{name} was not stopped with exit code 0:\n{output}"
+    return match.start()
+
+
+def test_up_healthy_then_sigterm_deregisters_before_the_registry_stops(
+    platform: Platform,
+) -> None:
+    children = platform.children()
+    assert sorted(children) == ["product", "registry", "user"], children
+    for name, service in SERVICES.items():
+        assert serving(platform.ports.address(name)), name
+        assert serving(platform.ports.address(name), service), service
+    assert {p.name for p in platform.data_dir.iterdir()} >= {"user.db", "product.db"}
+    with grpc.insecure_channel(platform.ports.address("registry")) as channel:
+        watchers = [Watcher(channel, "user"), Watcher(channel, "product")]
+        try:
+            for w in watchers:
+                assert w.snapshot.wait(EVENT_TIMEOUT_S) and w.live == 1, f"{w.service} registered"
+            platform.proc.send_signal(signal.SIGTERM)
+            for w in watchers:
+                assert w.done.wait(EVENT_TIMEOUT_S), f"no REMOVED {w.service} in time"
+                assert w.saw_removed, f"the registry stopped before {w.service} deregistered"
+        finally:
+            for w in watchers:
+                w.close()
+    assert platform.wait_exit() == 0, platform.output()
+    out = platform.output()
+    assert max(stop_line(out, "user"), stop_line(out, "product")) < stop_line(out, "registry")
+    assert "Traceback" not in out
+    assert not any(alive(pid) for pid in children.values()), "a child outlived the supervisor"
+
+
+def test_a_second_supervisor_on_the_same_ports_fails_fast_saying_busy(
+    platform: Platform, tmp_path: Path
+) -> None:
+    env = {**os.environ, **platform.ports.env(), "DATA_DIR": str(tmp_path / "second")}
+    started = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "services.runtime.supervisor"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUSY_TIMEOUT_S,
+        start_new_session=True,
+    )
+    TIMINGS["supervisor: second supervisor exits 2 (busy) after"] = time.monotonic() - started
+    assert second.returncode == 2, second
+    assert "busy" in second.stderr and str(platform.ports.registry) in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    assert second.stdout == "", "nothing may start"
+    assert serving(platform.ports.address("registry")), "the first platform is unharmed"
+
+
+def test_a_child_killed_with_sigkill_is_reported_and_the_supervisor_exits_nonzero(
+    platform: Platform,
+) -> None:
+    children = platform.children()
+    os.kill(children["user"], signal.SIGKILL)
+    platform.wait_for("exited unexpectedly", EVENT_TIMEOUT_S)
+    code = platform.wait_exit()
+    out = platform.output()
+    assert code != 0, out
+    assert re.search(r"user exited unexpectedly with code -9\b", out), out
+    stop_line(out, "product")
+    stop_line(out, "registry")
+    assert "Traceback" not in out
+    assert not any(alive(pid) for pid in children.values()), "a child outlived the supervisor"
+
+
+def test_sighup_from_a_closed_terminal_stops_every_child(platform: Platform) -> None:
+    children = platform.children()
+    platform.proc.send_signal(signal.SIGHUP)
+    assert platform.wait_exit() == 0, platform.output()
+    for name in children:
+        stop_line(platform.output(), name)
+    assert not any(alive(pid) for pid in children.values()), "a child was orphaned"
+
+
+def test_a_bad_port_variable_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "USER_PORT": "not-a-port", "DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.runtime.supervisor"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUSY_TIMEOUT_S,
+    )
+    assert result.returncode == 2
+    assert "USER_PORT='not-a-port' is not a port number" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

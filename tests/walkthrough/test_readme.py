@@ -1,0 +1,191 @@
+"""README.md's "Try it with grpcurl" walkthrough, run as written.
+
+The ```sh blocks between ``<!-- walkthrough:start -->`` and
+``<!-- walkthrough:end -->`` are extracted from README.md (so the text cannot
+drift from what works) and run in order, each with bash, against a fresh
+platform started as ``make run`` starts it, with ``.tools/bin`` first on PATH.
+The one substitution: the ports 50051/50052/50053 (``make run``'s defaults)
+become the free ports the test platform listens on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.supervisor._platform import REPO, Platform, Ports, running_platform
+
+pytestmark = pytest.mark.e2e
+
+README = REPO / "README.md"
+START, END = "<!-- walkthrough:start -->", "<!-- walkthrough:end -->"
+README_PORTS = {"50051": "registry", "50052": "user", "50053": "product"}
+COMMAND_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ```sh block as written in the README and what running it printed."""
+
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def walkthrough_blocks(readme: str) -> list[str]:
+    """The ```sh blocks between the walkthrough markers, in order."""
+    assert readme.count(START) == 1 and readme.count(END) == 1, "walkthrough markers"
+    section = readme[readme.index(START) : readme.index(END)]
+    return re.findall(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+
+
+def with_ports(command: str, ports: Ports) -> str:
+    """The command with make run's ports replaced by the test platform's (nothing else)."""
+    return re.sub(r"\b(5005[123])\b", lambda m: str(getattr(ports, README_PORTS[m[1]])), command)
+
+
+def run_block(command: str, ports: Ports, env: dict[str, str], cwd: Path) -> Step:
+    result = subprocess.run(
+        ["bash", "-c", with_ports(command, ports)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
+    return Step(command, result.returncode, result.stdout, result.stderr)
+
+
+def json_values(text: str) -> list[Any]:
+    """Every JSON value in ``text`` (grpcurl prints one per streamed message)."""
+    decoder, values, pos = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while pos < len(text):
+        value, pos = decoder.raw_decode(text, pos)
+        values.append(value)
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return values
+
+
+class Steps:
+    """The steps' results, looked up by what their command calls."""
+
+    def __init__(self, steps: list[Step], platform: Platform) -> None:
+        self.steps = steps
+        self.platform = platform
+
+    def all(self, needle: str) -> list[Step]:
+        found = [s for s in self.steps if needle in s.command]
+        assert found, f"the walkthrough has no step with {needle!r}"
+        return found
+
+    def one(self, needle: str) -> Step:
+        return self.all(needle)[0]
+
+    def json(self, needle: str) -> Any:
+        return json.loads(self.one(needle).stdout)
+
+
+@pytest.fixture(scope="module")
+def blocks() -> list[str]:
+    return walkthrough_blocks(README.read_text())
+
+
+@pytest.fixture(scope="module")
+def steps(
+    blocks: list[str], tools_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Steps]:
+    """Run every block in order against a fresh platform (plus the README's retry)."""
+    workdir = tmp_path_factory.mktemp("walkthrough")
+    with running_platform(workdir) as platform:
+        done = [run_block(b, platform.ports, tools_env, workdir) for b in blocks]
+        # The README invites running ReserveStock again: the answer must not change.
+        retries = [b for b in blocks if "/ReserveStock" in b]
+        done += [run_block(b, platform.ports, tools_env, workdir) for b in retries]
+        yield Steps(done, platform)
+
+
+def test_the_walkthrough_is_grpcurl_commands_on_make_runs_ports(blocks: list[str]) -> None:
+    assert len(blocks) >= 6
+    for block in blocks:
+        assert block.startswith("grpcurl "), block
+        ports = set(re.findall(r"localhost:(\d+)", block))
+        assert ports and ports <= set(README_PORTS), block
+
+
+def test_every_step_exits_zero(steps: Steps) -> None:
+    for step in steps.steps:
+        assert step.returncode == 0, step
+
+
+def test_the_registry_lists_user_and_product(steps: Steps) -> None:
+    services = steps.json("RegistryService/ListServices")["services"]
+    assert {s["name"]: s["instance_count"] for s in services} == {"product": 1, "user": 1}
+
+
+def test_list_and_describe_work_from_reflection(steps: Steps) -> None:
+    assert "switchboard.user.v1.UserService" in steps.one(" list").stdout.split()
+    assert "user_id" in steps.one(" describe ").stdout
+
+
+def test_ada_is_created_with_the_id_she_asked_for(steps: Steps) -> None:
+    creates = [s for s in steps.all("UserService/CreateUser") if '"ada"' in s.command]
+    user = json.loads(creates[0].stdout)["user"]
+    assert (user["id"], user["email"], user["display_name"]) == (
+        "ada",
+        "ada@example.com",
+        "Ada Lovelace",
+    )
+
+
+def test_a_bad_email_shows_the_field_violation_and_exit_status(steps: Steps) -> None:
+    bad = steps.one("not-an-email")
+    assert "google.rpc.BadRequest" in bad.stderr and '"field": "user.email"' in bad.stderr
+    assert "grpcurl exit status 67" in bad.stdout
+
+
+def test_the_lamp_is_created_for_seller_ada(steps: Steps) -> None:
+    product = steps.json("ProductService/CreateProduct")["product"]
+    assert product["id"] == "lamp" and product["seller_id"] == "ada"
+    assert product["stock"] == "10"
+    assert product["price"] == {"currency_code": "EUR", "amount_minor": "1999"}
+
+
+def test_reserving_takes_two_and_a_retry_returns_the_same_reservation(steps: Steps) -> None:
+    first, again = (json.loads(s.stdout) for s in steps.all("ProductService/ReserveStock"))
+    reservation = first["reservation"]
+    assert reservation["product_id"] == "lamp" and reservation["quantity"] == "2"
+    assert reservation["state"] == "RESERVATION_STATE_ACTIVE"
+    assert first["product"]["stock"] == "8"
+    assert again["reservation"]["id"] == reservation["id"]
+    assert again["product"]["stock"] == "8"
+
+
+def test_the_watch_prints_the_events_then_ends_by_itself(steps: Steps) -> None:
+    watch = steps.one("ProductService/WatchProducts")
+    stream, _, status = watch.stdout.rstrip().rpartition("\n")
+    assert status == "grpcurl exit status 68", watch
+    events = [value["event"] for value in json_values(stream)]
+    kinds = [(e["type"], e["product"]["id"]) for e in events]
+    assert kinds[:2] == [
+        ("PRODUCT_EVENT_TYPE_CREATED", "lamp"),
+        ("PRODUCT_EVENT_TYPE_STOCK_RESERVED", "lamp"),
+    ]
+    assert "Code: DeadlineExceeded" in watch.stderr  # -max-time ended the stream
+
+
+def test_health_is_serving(steps: Steps) -> None:
+    assert steps.json("Health/Check") == {"status": "SERVING"}
+
+
+def test_no_service_printed_a_traceback(steps: Steps) -> None:
+    assert "Traceback" not in steps.platform.output()
