@@ -28,14 +28,15 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 from grpc_health.v1._async import (  # type: ignore[import-untyped, unused-ignore]
     HealthServicer,
 )
-from grpc_reflection.v1alpha import reflection  # type: ignore[import-untyped, unused-ignore]
 
 from services.runtime._interceptors import default_interceptors
+from services.runtime._reflection import REFLECTION_SERVICE_NAMES, add_reflection
 from services.runtime.config import ServerConfig
 
 __all__ = [
     "HEALTH_SERVICE_NAME",
     "REFLECTION_SERVICE_NAME",
+    "REFLECTION_SERVICE_NAMES",
     "BindError",
     "HealthServicer",
     "Service",
@@ -45,7 +46,8 @@ __all__ = [
 ]
 
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-REFLECTION_SERVICE_NAME: str = reflection.SERVICE_NAME
+# grpc.reflection.v1alpha (what grpc_reflection serves); v1 is served alongside it.
+REFLECTION_SERVICE_NAME: str = REFLECTION_SERVICE_NAMES[1]
 
 SERVING: int = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -85,8 +87,9 @@ def create_server(
 
     Adds the interceptors (request id, access log, error mapping, decoding),
     grpc.health.v1 (pass ``health`` to drive it; ``serve`` does) and server
-    reflection for every service, so ``grpcurl -plaintext host:port list``
-    works without proto files. Raises :class:`BindError` when it cannot listen.
+    reflection v1 and v1alpha for every service, with the contracts' comments,
+    so ``grpcurl -plaintext host:port describe`` works without proto files.
+    Raises :class:`BindError` when it cannot listen.
 
     Example: ``server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))``.
     """
@@ -95,9 +98,7 @@ def create_server(
     for service in services:
         service.add_to_server(service.servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
-    reflection.enable_server_reflection(
-        [*names, HEALTH_SERVICE_NAME, REFLECTION_SERVICE_NAME], server
-    )
+    add_reflection(server, [*names, HEALTH_SERVICE_NAME])
     return server, _bind(server, config)
 
 

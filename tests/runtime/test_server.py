@@ -53,6 +53,7 @@ async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None
         SERVICE_NAME,
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
     }
 
 

@@ -26,6 +26,14 @@ SERVICES = {
 }
 HEALTH = "grpc.health.v1.Health"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+# The start of each service's comment in its contract.
+SERVICE_COMMENTS = {
+    "registry": "RegistryService keeps the soft state of which instances",
+    "user": "UserService manages users.",
+    "product": "ProductService manages products and their stock.",
+}
+ACCESS_LOG_WAIT_S = 10.0  # a reflection stream is logged when grpcurl closes it
 GRPCURL_EXIT_BASE = 64  # grpcurl exits with 64 + the gRPC status code of a failed call
 
 
@@ -53,7 +61,7 @@ def test_list_names_the_service_health_and_reflection(
 ) -> None:
     result = grpcurl(tools_env, tmp_path, platform.ports.address(name), "list")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) >= {SERVICES[name], HEALTH, REFLECTION}
+    assert set(result.stdout.split()) >= {SERVICES[name], HEALTH, REFLECTION, REFLECTION_V1}
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -65,6 +73,24 @@ def test_describe_shows_every_rpc_of_the_contract(
     assert f"{SERVICES[name]} is a service:" in result.stdout
     described = set(re.findall(r"^\s*rpc (\w+) \(", result.stdout, re.MULTILINE))
     assert described == contract_rpcs(name)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_describe_shows_the_contract_comments(
+    name: str, platform: Platform, tools_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = grpcurl(tools_env, tmp_path, platform.ports.address(name), "describe", SERVICES[name])
+    assert result.returncode == 0, result.stderr
+    assert f"// {SERVICE_COMMENTS[name]}" in result.stdout
+
+
+def test_grpcurl_finds_reflection_v1_at_the_first_try(
+    platform: Platform, tools_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = grpcurl(tools_env, tmp_path, platform.ports.address("user"), "list")
+    assert result.returncode == 0, result.stderr
+    platform.wait_for(f"method=/{REFLECTION_V1}/ServerReflectionInfo code=OK", ACCESS_LOG_WAIT_S)
+    assert f"/{REFLECTION_V1}/ServerReflectionInfo code=UNIMPLEMENTED" not in platform.output()
 
 
 @pytest.mark.parametrize("name", SERVICES)
