@@ -9,22 +9,26 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from services.product._sellers import SellerDirectory, UserServiceSellers
 from services.product._servicer import SERVICE_NAME, ProductServicer
 from services.product._sqlite import SqliteProductStore
 from services.product._store import ProductStore
-from services.runtime import Lifecycle, ServerConfig, Service, serve
-from services.runtime._client import Client, ClientConfig
-from services.runtime.clients import UserClient
+from services.runtime import (
+    Client,
+    ClientConfig,
+    Lifecycle,
+    ListeningHook,
+    ServerConfig,
+    Service,
+    UserClient,
+    serve,
+)
 from services.runtime.paging import PageTokens
 from switchboard.product.v1 import product_service_pb2_grpc
 
 __all__ = ["PAGE_TOKEN_SECRET", "WatchCloser", "product_service", "run"]
-
-log = logging.getLogger("switchboard.product")
 
 PAGE_TOKEN_SECRET = "page_token"
 """Name of the secret (kept in the database) that signs page tokens."""
@@ -39,22 +43,12 @@ def product_service(
     return Service(servicer, add, SERVICE_NAME)
 
 
-class WatchCloser:
-    """Lifecycle hook: announces the bound address, and ends watch streams on shutdown.
-
-    The ``product listening on HOST:PORT`` line is what scripts and tests read
-    to learn the port when listening on port 0.
-    """
+class WatchCloser(ListeningHook):
+    """Lifecycle hook: logs ``product listening on HOST:PORT`` (the line scripts and tests
+    read to learn the port), and ends the store's watch streams on shutdown."""
 
     def __init__(self, store: ProductStore, config: ServerConfig) -> None:
-        self._store = store
-        self._config = config
-
-    async def started(self, port: int) -> None:
-        log.info("product listening on %s", self._config.listen_on(port))
-
-    async def stopping(self) -> None:
-        self._store.end_watches()
+        super().__init__("product", config, store.end_watches)
 
 
 async def run(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from services.runtime.storage import in_revision_order
 from switchboard.product.v1 import product_pb2
 
 __all__ = ["ProductState", "replay"]
@@ -33,11 +34,7 @@ class ProductState:
 def replay(events: Iterable[product_pb2.ProductEvent]) -> ProductState:
     """Apply ``events`` (in revision order) to an empty state and return it."""
     state = ProductState()
-    last = 0
-    for event in events:
-        if event.revision <= last:
-            raise ValueError(f"events out of order: {event.revision} after {last}")
-        last = event.revision
+    for event in in_revision_order(events):
         _apply(state, event)
     return state
 

@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-
 from services.product._sellers import SellerDirectory
 from services.product._store import ProductStore
 from services.product._validate import ALL_PATHS, READ_ONLY_PATHS, check_product
-from services.runtime.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.runtime.errors import FailedPrecondition, InvalidArgument
 from services.runtime.paging import PageTokens, page_size
 from services.runtime.storage import (
     MAX_ID_LENGTH,
@@ -25,6 +25,8 @@ from services.runtime.storage import (
     check_id,
     check_request_id,
     check_update_mask,
+    require_id,
+    watch_stream,
 )
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
@@ -66,7 +68,7 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
     async def GetProduct(
         self, request: pb.GetProductRequest, context: Context
     ) -> pb.GetProductResponse:
-        _check_id_only("id", request.id, "GetProduct")
+        require_id("id", request.id, "GetProduct")
         return pb.GetProductResponse(product=await self._store.get_product(request.id))
 
     async def ListProducts(
@@ -138,18 +140,9 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
     async def WatchProducts(
         self, request: pb.WatchProductsRequest, context: Context
     ) -> AsyncIterator[pb.WatchProductsResponse]:
-        if request.start_revision < 0:
-            raise InvalidArgument(
-                "start_revision must not be negative",
-                violations=[("start_revision", "must be 0 (the whole log) or a revision seen")],
-            )
-        async for event in self._store.watch_products(request.start_revision):
+        # Ends with UNAVAILABLE when the server stops: the log itself has no end.
+        async for event in watch_stream(request.start_revision, self._store.watch_products):
             yield pb.WatchProductsResponse(event=event)
-        # The log has no end: the store ends watches only when the server stops.
-        raise Unavailable(
-            "the server is stopping: watch again from the last revision you saw",
-            reason="SHUTTING_DOWN",
-        )
 
     async def _check_seller(self, seller_id: str) -> None:
         """FAILED_PRECONDITION (SELLER_NOT_FOUND) unless the user service knows the seller."""
@@ -166,9 +159,3 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
             metadata={"seller_id": seller_id},
             details=[error_details_pb2.PreconditionFailure(violations=[violation])],
         )
-
-
-def _check_id_only(field: str, value: str, method: str) -> None:
-    violations = Violations()
-    check_id(violations, field, value)
-    violations.raise_if_any(f"invalid {method} request")

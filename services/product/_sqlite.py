@@ -3,8 +3,10 @@
 Reads run inline on the event loop; every mutation is one short
 ``BEGIN IMMEDIATE`` transaction on the database's writer thread; List pages
 above :data:`INLINE_PAGE_LIMIT` rows are read on the reader thread (the
-numbers behind both choices are in :mod:`services.runtime.storage` and
-``services.user``'s store).
+numbers behind both choices are in :mod:`services.runtime.storage`). What is
+the same for every service store (opening, idempotent writes, pages,
+watches) is :class:`services.runtime.storage.SqliteStore`; this module holds
+the product's SQL, rows and rules.
 
 Stock is taken with one conditional statement inside the transaction::
 
@@ -25,22 +27,23 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from google.protobuf.message import Message
 
 from services.product._schema import DATABASE_FILE, MIGRATIONS
 from services.product._store import ProductPage
-from services.runtime.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from services.runtime.errors import AlreadyExists, FailedPrecondition
 from services.runtime.storage import (
-    Database,
+    INLINE_PAGE_LIMIT,
     RequestKey,
+    SqliteStore,
     Transaction,
-    find_response,
+    check_etag,
+    check_id_free,
+    commit_change,
+    fetch_row,
     make_etag,
     new_id,
-    save_response,
-    tail,
     timestamp,
 )
 from switchboard.product.v1 import product_pb2
@@ -50,9 +53,6 @@ __all__ = ["INLINE_PAGE_LIMIT", "PRODUCT_TYPE", "RESERVATION_TYPE", "SqliteProdu
 
 PRODUCT_TYPE = "switchboard.product.v1.Product"
 RESERVATION_TYPE = "switchboard.product.v1.Reservation"
-
-INLINE_PAGE_LIMIT = 100
-"""Pages up to this many rows are read on the loop, bigger ones on the reader thread."""
 
 # Whole statements, spelled out: no SQL is assembled from pieces at run time.
 _INSERT = (
@@ -102,75 +102,67 @@ _ACTIVE = product_pb2.RESERVATION_STATE_ACTIVE
 _RELEASED = product_pb2.RESERVATION_STATE_RELEASED
 
 
-class SqliteProductStore:
-    """:class:`services.product.ProductStore` on one SQLite file."""
+class SqliteProductStore(SqliteStore):
+    """:class:`services.product.ProductStore` on one SQLite file (``<data dir>/product.db``)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    @classmethod
-    def open(cls, data_dir: Path) -> SqliteProductStore:
-        """Open (creating and migrating as needed) ``<data_dir>/product.db``."""
-        return cls(Database.open(data_dir / DATABASE_FILE, MIGRATIONS))
-
-    async def stored_response(self, key: RequestKey | None) -> bytes | None:
-        return find_response(self.db.conn, key)
+    DATABASE_FILE = DATABASE_FILE
+    MIGRATIONS = MIGRATIONS
 
     async def create_product(
         self, product: product_pb2.Product, key: RequestKey | None, product_id: str = ""
     ) -> pb.CreateProductResponse:
-        return await self.db.write(lambda tx: _create(tx, product, key, product_id))
+        return await self.write_once(
+            key, pb.CreateProductResponse, lambda tx: _create(tx, product, key, product_id)
+        )
 
     async def get_product(self, product_id: str) -> product_pb2.Product:
         return _product_of(_fetch(self.db.conn, product_id))
 
     async def list_products(self, seller_id: str, after_id: str | None, limit: int) -> ProductPage:
-        if limit <= INLINE_PAGE_LIMIT:
-            return _page(self.db.conn, seller_id, after_id, limit)
-        return await self.db.read_in_thread(lambda c: _page(c, seller_id, after_id, limit))
+        query, params = (_SELECT_SELLER_PAGE, (seller_id,)) if seller_id else (_SELECT_PAGE, ())
+        return ProductPage(*await self.read_page(query, params, after_id, limit, _product_of))
 
     async def update_product(
         self, product: product_pb2.Product, paths: frozenset[str], key: RequestKey | None
     ) -> pb.UpdateProductResponse:
-        return await self.db.write(lambda tx: _update(tx, product, paths, key))
+        return await self.write_once(
+            key, pb.UpdateProductResponse, lambda tx: _update(tx, product, paths, key)
+        )
 
     async def delete_product(
         self, product_id: str, etag: str, key: RequestKey | None
     ) -> pb.DeleteProductResponse:
-        return await self.db.write(lambda tx: _delete(tx, product_id, etag, key))
+        return await self.write_once(
+            key, pb.DeleteProductResponse, lambda tx: _delete(tx, product_id, etag, key)
+        )
 
     async def reserve_stock(
         self, product_id: str, quantity: int, key: RequestKey | None
     ) -> pb.ReserveStockResponse:
-        return await self.db.write(lambda tx: _reserve(tx, product_id, quantity, key))
+        return await self.write_once(
+            key, pb.ReserveStockResponse, lambda tx: _reserve(tx, product_id, quantity, key)
+        )
 
     async def release_stock(
         self, reservation_id: str, key: RequestKey | None
     ) -> pb.ReleaseStockResponse:
-        return await self.db.write(lambda tx: _release(tx, reservation_id, key))
+        return await self.write_once(
+            key, pb.ReleaseStockResponse, lambda tx: _release(tx, reservation_id, key)
+        )
 
-    async def watch_products(self, start_revision: int) -> AsyncIterator[product_pb2.ProductEvent]:
-        async for entry in tail(self.db, start_revision):
-            yield product_pb2.ProductEvent.FromString(entry.payload)
-
-    def end_watches(self) -> None:
-        self.db.changes.close()
-
-    def close(self) -> None:
-        self.db.close()
+    def watch_products(self, start_revision: int) -> AsyncIterator[product_pb2.ProductEvent]:
+        return self.watch(start_revision, product_pb2.ProductEvent)
 
 
-# --- transactions (run on the writer thread) -------------------------------------------
+# --- transactions (run on the writer thread, after the request key was checked) ----------
 
 
 def _create(
     tx: Transaction, product: product_pb2.Product, key: RequestKey | None, chosen_id: str
 ) -> pb.CreateProductResponse:
-    stored = find_response(tx.conn, key)
-    if stored is not None:
-        return pb.CreateProductResponse.FromString(stored)
-    if chosen_id and tx.conn.execute(_SELECT_ONE, (chosen_id,)).fetchone() is not None:
-        raise AlreadyExists.for_resource(PRODUCT_TYPE, chosen_id, reason="PRODUCT_ALREADY_EXISTS")
+    if chosen_id:
+        reason = "PRODUCT_ALREADY_EXISTS"
+        check_id_free(tx.conn, _SELECT_ONE, chosen_id, resource_type=PRODUCT_TYPE, reason=reason)
     _check_sku_free(tx.conn, product.sku, owner_id=None)
     product_id = chosen_id or new_id()
     row = (*_fields(product), product_id, tx.now_ns, tx.now_ns, tx.revision)
@@ -184,9 +176,6 @@ def _create(
 def _update(
     tx: Transaction, product: product_pb2.Product, paths: frozenset[str], key: RequestKey | None
 ) -> pb.UpdateProductResponse:
-    stored = find_response(tx.conn, key)
-    if stored is not None:
-        return pb.UpdateProductResponse.FromString(stored)
     current = _checked(tx.conn, product.id, product.etag)
     if "sku" in paths:
         _check_sku_free(tx.conn, product.sku, owner_id=current.id)
@@ -201,9 +190,6 @@ def _update(
 def _delete(
     tx: Transaction, product_id: str, etag: str, key: RequestKey | None
 ) -> pb.DeleteProductResponse:
-    stored = find_response(tx.conn, key)
-    if stored is not None:
-        return pb.DeleteProductResponse.FromString(stored)
     current = _checked(tx.conn, product_id, etag)
     active = tx.conn.execute(_COUNT_ACTIVE, (product_id, _ACTIVE)).fetchone()[0]
     if active:
@@ -221,9 +207,6 @@ def _delete(
 def _reserve(
     tx: Transaction, product_id: str, quantity: int, key: RequestKey | None
 ) -> pb.ReserveStockResponse:
-    stored = find_response(tx.conn, key)
-    if stored is not None:
-        return pb.ReserveStockResponse.FromString(stored)
     taken = tx.conn.execute(_TAKE_STOCK, (quantity, tx.now_ns, tx.revision, product_id, quantity))
     if taken.rowcount != 1:
         raise _insufficient(_product_of(_fetch(tx.conn, product_id)), quantity)
@@ -242,9 +225,6 @@ def _reserve(
 def _release(
     tx: Transaction, reservation_id: str, key: RequestKey | None
 ) -> pb.ReleaseStockResponse:
-    stored = find_response(tx.conn, key)
-    if stored is not None:
-        return pb.ReleaseStockResponse.FromString(stored)
     reservation = _fetch_reservation(tx.conn, reservation_id)
     if reservation.state == _RELEASED:  # released before: nothing changes, still a success
         product = _product_of(_fetch(tx.conn, reservation.product_id))
@@ -267,7 +247,7 @@ def _commit(
     response: Message,
     reservation: product_pb2.Reservation | None = None,
 ) -> None:
-    """Append the change's event and store the response for its request key."""
+    """Append the change's ProductEvent and store the response for its request key."""
     event = product_pb2.ProductEvent(
         revision=tx.revision,
         type=event_type,
@@ -275,9 +255,8 @@ def _commit(
         reservation=reservation,
         event_time=timestamp(tx.now_ns),
     )
-    kind = product_pb2.ProductEventType.Name(event_type).removeprefix("PRODUCT_EVENT_TYPE_")
-    tx.append_event(product.id, kind, event.SerializeToString())
-    save_response(tx.conn, key, response.SerializeToString(), tx.now_ns)
+    kind = _ET.Name(event_type).removeprefix("PRODUCT_EVENT_TYPE_")
+    commit_change(tx, key, product.id, kind, event, response)
 
 
 # --- rows and checks -----------------------------------------------------------------
@@ -330,20 +309,19 @@ def _product_of(row: _ProductRow) -> product_pb2.Product:
 
 
 def _fetch(conn: sqlite3.Connection, product_id: str) -> _ProductRow:
-    """The product's row, or NotFound."""
-    row = conn.execute(_SELECT_ONE, (product_id,)).fetchone()
-    if row is None:
-        raise NotFound.for_resource(PRODUCT_TYPE, product_id, reason="PRODUCT_NOT_FOUND")
-    return row  # type: ignore[no-any-return]
+    """The product's row, or NotFound (PRODUCT_NOT_FOUND)."""
+    row: _ProductRow = fetch_row(
+        conn, _SELECT_ONE, product_id, resource_type=PRODUCT_TYPE, reason="PRODUCT_NOT_FOUND"
+    )
+    return row
 
 
 def _fetch_reservation(conn: sqlite3.Connection, reservation_id: str) -> product_pb2.Reservation:
-    """The reservation, or NotFound."""
-    row = conn.execute(_SELECT_RESERVATION, (reservation_id,)).fetchone()
-    if row is None:
-        raise NotFound.for_resource(
-            RESERVATION_TYPE, reservation_id, reason="RESERVATION_NOT_FOUND"
-        )
+    """The reservation, or NotFound (RESERVATION_NOT_FOUND)."""
+    reason = "RESERVATION_NOT_FOUND"
+    row = fetch_row(
+        conn, _SELECT_RESERVATION, reservation_id, resource_type=RESERVATION_TYPE, reason=reason
+    )
     reservation_id, product_id, quantity, state, created = row
     reservation = product_pb2.Reservation(
         id=reservation_id, product_id=product_id, quantity=quantity, state=state
@@ -355,11 +333,7 @@ def _fetch_reservation(conn: sqlite3.Connection, reservation_id: str) -> product
 def _checked(conn: sqlite3.Connection, product_id: str, etag: str) -> product_pb2.Product:
     """The current product, after checking that ``etag`` (if given) is still current."""
     current = _product_of(_fetch(conn, product_id))
-    if etag and etag != current.etag:
-        raise Aborted(
-            f"product {product_id!r} changed since etag {etag!r}: read it again and retry",
-            reason="ETAG_MISMATCH",
-        )
+    check_etag("product", product_id, etag, current.etag)
     return current
 
 
@@ -385,15 +359,3 @@ def _insufficient(product: product_pb2.Product, quantity: int) -> FailedPrecondi
             "requested": str(quantity),
         },
     )
-
-
-def _page(
-    conn: sqlite3.Connection, seller_id: str, after_id: str | None, limit: int
-) -> ProductPage:
-    """Keyset page: up to ``limit`` products after ``after_id`` (one more row: more follow)."""
-    if seller_id:
-        params: tuple[str | int, ...] = (seller_id, after_id or "", limit + 1)
-        rows = conn.execute(_SELECT_SELLER_PAGE, params).fetchall()
-    else:
-        rows = conn.execute(_SELECT_PAGE, (after_id or "", limit + 1)).fetchall()
-    return ProductPage([_product_of(row) for row in rows[:limit]], more=len(rows) > limit)

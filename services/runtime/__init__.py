@@ -25,6 +25,12 @@ from services.runtime._server import (
     create_server,
     set_health_status,
 )
+from services.runtime._service_main import (
+    ListeningHook,
+    ServiceSetup,
+    run_service,
+    service_parser,
+)
 from services.runtime._sync import SyncClient
 from services.runtime.clients import ProductClient, RegistryClient, UserClient
 from services.runtime.config import (
@@ -69,12 +75,14 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "Lifecycle",
+    "ListeningHook",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
     "ResourceExhausted",
     "ServerConfig",
     "Service",
+    "ServiceSetup",
     "SwitchboardError",
     "Unauthenticated",
     "Unavailable",
@@ -90,7 +98,9 @@ __all__ = [
     "remaining_time",
     "request_scope",
     "run_main",
+    "run_service",
     "serve",
+    "service_parser",
     "set_health_status",
     # client side
     "RETRY_TABLE",

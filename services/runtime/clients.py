@@ -117,13 +117,16 @@ class UserClient(_TypedClient):
         *,
         email: str,
         display_name: str,
+        user_id: str = "",
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> user_pb2.User:
-        """Create a user; retried safely under one request id. Example:
-        ``await users.create_user(email="ada@example.com", display_name="Ada")``."""
+        """Create a user; retried safely under one request id. ``user_id`` chooses the id
+        (1-63 of ``a-z0-9-``; :class:`errors.AlreadyExists` if taken); empty lets the
+        server choose. Example:
+        ``await users.create_user(email="ada@example.com", display_name="Ada", user_id="ada")``."""
         user = user_pb2.User(email=email, display_name=display_name)
-        request = _U.CreateUserRequest(user=user, request_id=request_id or "")
+        request = _U.CreateUserRequest(user=user, user_id=user_id, request_id=request_id or "")
         return (await self.conn.call(CREATE_USER, request, timeout_s=timeout_s)).user
 
     async def get_user(self, user_id: str, *, timeout_s: float | None = None) -> user_pb2.User:
@@ -190,10 +193,13 @@ class ProductClient(_TypedClient):
         seller_id: str,
         stock: int = 0,
         description: str = "",
+        product_id: str = "",
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> product_pb2.Product:
-        """Create a product. Example: ``await products.create_product(sku="A-1", name="Lamp",
+        """Create a product. ``product_id`` chooses the id (1-63 of ``a-z0-9-``;
+        :class:`errors.AlreadyExists` if taken); empty lets the server choose.
+        Example: ``await products.create_product(sku="A-1", name="Lamp",
         price=Money(currency_code="EUR", amount_minor=1999), seller_id=user.id, stock=5)``."""
         product = product_pb2.Product(
             sku=sku,
@@ -203,7 +209,9 @@ class ProductClient(_TypedClient):
             stock=stock,
             seller_id=seller_id,
         )
-        request = _P.CreateProductRequest(product=product, request_id=request_id or "")
+        request = _P.CreateProductRequest(
+            product=product, product_id=product_id, request_id=request_id or ""
+        )
         return (await self.conn.call(CREATE_PRODUCT, request, timeout_s=timeout_s)).product
 
     async def get_product(

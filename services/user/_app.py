@@ -8,10 +8,9 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-from services.runtime import Lifecycle, ServerConfig, Service, serve
+from services.runtime import Lifecycle, ListeningHook, ServerConfig, Service, serve
 from services.runtime.paging import PageTokens
 from services.user._servicer import SERVICE_NAME, UserServicer
 from services.user._sqlite import SqliteUserStore
@@ -19,8 +18,6 @@ from services.user._store import UserStore
 from switchboard.user.v1 import user_service_pb2_grpc
 
 __all__ = ["PAGE_TOKEN_SECRET", "WatchCloser", "run", "user_service"]
-
-log = logging.getLogger("switchboard.user")
 
 PAGE_TOKEN_SECRET = "page_token"
 """Name of the secret (kept in the database) that signs page tokens."""
@@ -32,22 +29,12 @@ def user_service(store: UserStore, page_token_secret: bytes) -> Service:
     return Service(servicer, user_service_pb2_grpc.add_UserServiceServicer_to_server, SERVICE_NAME)
 
 
-class WatchCloser:
-    """Lifecycle hook: announces the bound address, and ends watch streams on shutdown.
-
-    The ``user listening on HOST:PORT`` line is what scripts and tests read
-    to learn the port when listening on port 0.
-    """
+class WatchCloser(ListeningHook):
+    """Lifecycle hook: logs ``user listening on HOST:PORT`` (the line scripts and tests
+    read to learn the port), and ends the store's watch streams on shutdown."""
 
     def __init__(self, store: UserStore, config: ServerConfig) -> None:
-        self._store = store
-        self._config = config
-
-    async def started(self, port: int) -> None:
-        log.info("user listening on %s", self._config.listen_on(port))
-
-    async def stopping(self) -> None:
-        self._store.end_watches()
+        super().__init__("user", config, store.end_watches)
 
 
 async def run(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from services.runtime.storage import in_revision_order
 from switchboard.user.v1 import user_pb2
 
 __all__ = ["replay"]
@@ -21,11 +22,7 @@ __all__ = ["replay"]
 def replay(events: Iterable[user_pb2.UserEvent]) -> dict[str, user_pb2.User]:
     """Apply ``events`` (in revision order) to an empty state and return it."""
     users: dict[str, user_pb2.User] = {}
-    last = 0
-    for event in events:
-        if event.revision <= last:
-            raise ValueError(f"events out of order: {event.revision} after {last}")
-        last = event.revision
+    for event in in_revision_order(events):
         if event.type == user_pb2.USER_EVENT_TYPE_DELETED:
             users.pop(event.user.id, None)
         else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from services.runtime.errors import InvalidArgument, Unavailable
 from services.runtime.paging import PageTokens, page_size
 from services.runtime.storage import (
     RequestKey,
@@ -20,6 +19,8 @@ from services.runtime.storage import (
     check_id,
     check_request_id,
     check_update_mask,
+    require_id,
+    watch_stream,
 )
 from services.user._store import UserStore
 from services.user._validate import (
@@ -62,7 +63,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         return await self._store.create_user(request.user, key, request.user_id)
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
-        _check_id_only("id", request.id, "GetUser")
+        require_id("id", request.id, "GetUser")
         return pb.GetUserResponse(user=await self._store.get_user(request.id))
 
     async def ListUsers(
@@ -102,21 +103,6 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     async def WatchUsers(
         self, request: pb.WatchUsersRequest, context: Context
     ) -> AsyncIterator[pb.WatchUsersResponse]:
-        if request.start_revision < 0:
-            raise InvalidArgument(
-                "start_revision must not be negative",
-                violations=[("start_revision", "must be 0 (the whole log) or a revision seen")],
-            )
-        async for event in self._store.watch_users(request.start_revision):
+        # Ends with UNAVAILABLE when the server stops: the log itself has no end.
+        async for event in watch_stream(request.start_revision, self._store.watch_users):
             yield pb.WatchUsersResponse(event=event)
-        # The log has no end: the store ends watches only when the server stops.
-        raise Unavailable(
-            "the server is stopping: watch again from the last revision you saw",
-            reason="SHUTTING_DOWN",
-        )
-
-
-def _check_id_only(field: str, value: str, method: str) -> None:
-    violations = Violations()
-    check_id(violations, field, value)
-    violations.raise_if_any(f"invalid {method} request")

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple, Protocol, TypeVar
 
 __all__ = [
     "ChangeFeed",
     "LogEntry",
     "append_event",
     "head_revision",
+    "in_revision_order",
     "next_revision",
     "read_events",
 ]
@@ -80,6 +82,34 @@ def read_events(conn: sqlite3.Connection, after: int, limit: int) -> list[LogEnt
         (after, limit),
     ).fetchall()
     return [LogEntry(int(revision), bytes(payload)) for revision, payload in rows]
+
+
+class Revisioned(Protocol):
+    """An event proto: it carries the revision of its change."""
+
+    @property
+    def revision(self) -> int:
+        """The change's revision in the log."""
+        ...
+
+
+E = TypeVar("E", bound=Revisioned)
+
+
+def in_revision_order(events: Iterable[E]) -> Iterator[E]:
+    """``events``, checked to come in strictly increasing revision order (for a replay).
+
+    Raises ValueError at the first event out of order. Example::
+
+        for event in in_revision_order(events):
+            apply(state, event)
+    """
+    last = 0
+    for event in events:
+        if event.revision <= last:
+            raise ValueError(f"events out of order: {event.revision} after {last}")
+        last = event.revision
+        yield event
 
 
 class ChangeFeed:

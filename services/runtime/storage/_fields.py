@@ -29,6 +29,7 @@ __all__ = [
     "check_id",
     "check_request_id",
     "check_update_mask",
+    "require_id",
 ]
 
 MAX_ID_LENGTH = 64
@@ -60,6 +61,16 @@ def check_id(violations: Violations, field: str, value: str) -> None:
         violations.add(field, "is required")
     elif len(value) > MAX_ID_LENGTH:
         violations.add(field, f"must be at most {MAX_ID_LENGTH} characters")
+
+
+def require_id(field: str, value: str, method: str) -> None:
+    """For a request that is just an id (Get): InvalidArgument unless ``value`` can be one.
+
+    Example: ``require_id("id", request.id, "GetUser")``.
+    """
+    violations = Violations()
+    check_id(violations, field, value)
+    violations.raise_if_any(f"invalid {method} request")
 
 
 def check_chosen_id(violations: Violations, field: str, value: str) -> None:

@@ -17,6 +17,7 @@ Example::
     timestamp(1_700_000_000_000_000_000).seconds == 1_700_000_000
     new_id()               # '018f3a6c2b1e9d0c4f7a1b2c3d4e5f60'
     make_etag("ab12", 7)   # '3f1c9a0e5b7d2c48', the same for the same (id, revision)
+    check_etag("user", "ab12", request.etag, current.etag)   # Aborted if stale
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-__all__ = ["make_etag", "new_id", "timestamp"]
+from services.runtime.errors import Aborted
+
+__all__ = ["check_etag", "make_etag", "new_id", "timestamp"]
 
 
 def new_id() -> str:
@@ -40,6 +43,18 @@ def make_etag(resource_id: str, revision: int) -> str:
     """The etag of ``resource_id`` as of ``revision`` (16 hex characters)."""
     digest = hashlib.blake2b(f"{resource_id}@{revision}".encode(), digest_size=8)
     return digest.hexdigest()
+
+
+def check_etag(noun: str, resource_id: str, etag: str, current: str) -> None:
+    """Aborted (ETAG_MISMATCH) if ``etag`` is given and is not the ``current`` one.
+
+    Example: ``check_etag("user", user.id, request.etag, user.etag)``.
+    """
+    if etag and etag != current:
+        raise Aborted(
+            f"{noun} {resource_id!r} changed since etag {etag!r}: read it again and retry",
+            reason="ETAG_MISMATCH",
+        )
 
 
 def timestamp(nanos: int) -> Timestamp:

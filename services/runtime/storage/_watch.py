@@ -15,12 +15,16 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import TypeVar
 
+from services.runtime.errors import InvalidArgument, Unavailable
 from services.runtime.storage._db import Database
 from services.runtime.storage._events import LogEntry, read_events
 
-__all__ = ["POLL_INTERVAL_S", "tail"]
+__all__ = ["POLL_INTERVAL_S", "tail", "watch_stream"]
+
+E = TypeVar("E")
 
 POLL_INTERVAL_S = 0.15
 """How long a tail waits for a wake-up before it looks at the table anyway."""
@@ -41,3 +45,31 @@ async def tail(
             last = entry.revision
         if len(entries) < _BATCH:
             await db.changes.wait(ticket, poll_interval)
+
+
+async def watch_stream(
+    start_revision: int, watch: Callable[[int], AsyncIterator[E]]
+) -> AsyncGenerator[E, None]:
+    """What a Watch RPC streams: the events of ``watch(start_revision)``, then UNAVAILABLE.
+
+    A negative ``start_revision`` is INVALID_ARGUMENT. The log has no end, so
+    the events stop only when the store ends its watches (the server is
+    stopping): the stream then fails with UNAVAILABLE (``SHUTTING_DOWN``),
+    telling the caller to watch again from the last revision it saw.
+
+    Example::
+
+        async for event in watch_stream(request.start_revision, store.watch_users):
+            yield WatchUsersResponse(event=event)
+    """
+    if start_revision < 0:
+        raise InvalidArgument(
+            "start_revision must not be negative",
+            violations=[("start_revision", "must be 0 (the whole log) or a revision seen")],
+        )
+    async for event in watch(start_revision):
+        yield event
+    raise Unavailable(
+        "the server is stopping: watch again from the last revision you saw",
+        reason="SHUTTING_DOWN",
+    )

@@ -1,0 +1,149 @@
+"""The ``main`` of a service binary that keeps its state in one store under a data dir.
+
+Every such binary has the same shape: server flags + registry flags +
+``--data-dir``; parse them (a bad flag or ``SWITCHBOARD_*`` value is a usage
+error, exit 2); open the store, migrating it (an unusable data dir prints
+``error: cannot open DIR: ...`` and exits 2); register with the registry when
+one is configured; serve until SIGTERM and exit 0 (see :func:`run_main`).
+:func:`run_service` is that shape; the service brings its store and its
+``serve`` coroutine.
+
+Example (``services/user/__main__.py``)::
+
+    def main(argv: Sequence[str] | None = None) -> NoReturn:
+        run_service(
+            name="user",
+            default_port=50052,
+            database_file="user.db",
+            open_store=SqliteUserStore.open,
+            serve=lambda store, setup: run(store, setup.server, setup.hooks),
+            argv=argv,
+        )
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from services.runtime._agent import RegistrationAgent
+from services.runtime._client import ClientConfig
+from services.runtime._discovery import RegistryConfig, add_registry_arguments
+from services.runtime._serve import Lifecycle, run_main
+from services.runtime.config import ConfigError, ServerConfig, add_server_arguments
+from services.runtime.storage import DATA_DIR_ENV, MigrationError, resolve_data_dir
+
+__all__ = ["ListeningHook", "ServiceSetup", "run_service", "service_parser"]
+
+S = TypeVar("S")
+
+_EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class ServiceSetup:
+    """What a service's ``serve`` gets from :func:`run_service`: its parsed configuration
+    and the lifecycle hooks to pass on to :func:`serve` (the registration agent, if any).
+
+    Example: ``await run(store, setup.server, setup.hooks)``.
+    """
+
+    server: ServerConfig
+    registry: RegistryConfig
+    hooks: tuple[Lifecycle, ...] = ()
+
+    def client_config(self, environ: Mapping[str, str] | None = None) -> ClientConfig:
+        """The client runtime's config (``SWITCHBOARD_*`` variables) with this process's
+        registry flags, for a service that calls other services."""
+        return dataclasses.replace(ClientConfig.from_env(environ), registry=self.registry)
+
+
+class ListeningHook:
+    """Lifecycle hook: logs ``<name> listening on HOST:PORT`` once serving; on shutdown
+    runs ``on_stopping`` (e.g. ending the store's watch streams, which would hold up the drain).
+
+    The log line is what scripts and tests read to learn the port when
+    listening on port 0. Example: ``ListeningHook("user", config, store.end_watches)``.
+    """
+
+    def __init__(
+        self, name: str, config: ServerConfig, on_stopping: Callable[[], None] | None = None
+    ) -> None:
+        self._name = name
+        self._config = config
+        self._on_stopping = on_stopping
+        self._log = logging.getLogger(f"switchboard.{name}")
+
+    async def started(self, port: int) -> None:
+        self._log.info("%s listening on %s", self._name, self._config.listen_on(port))
+
+    async def stopping(self) -> None:
+        if self._on_stopping is not None:
+            self._on_stopping()
+
+
+def service_parser(name: str, default_port: int, database_file: str) -> argparse.ArgumentParser:
+    """The command line of ``python -m services.<name>``: server and registry flags,
+    ``--data-dir``. Example: ``service_parser("user", 50052, "user.db").parse_args([])``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m services.{name}", description=f"Switchboard {name} service"
+    )
+    add_server_arguments(parser, default_port=default_port)
+    add_registry_arguments(parser)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"directory of {database_file} (env {DATA_DIR_ENV}; default ./var)",
+    )
+    return parser
+
+
+def run_service(
+    *,
+    name: str,
+    default_port: int,
+    database_file: str,
+    open_store: Callable[[Path], S],
+    serve: Callable[[S, ServiceSetup], Awaitable[object]],
+    argv: Sequence[str] | None = None,
+) -> NoReturn:
+    """Parse flags, open the store (migrating it), serve until SIGTERM, exit 0.
+
+    ``open_store(data_dir)`` runs before the event loop starts; ``serve(store,
+    setup)`` runs on it and owns the store from then on (it closes it).
+    """
+    parser = service_parser(name, default_port, database_file)
+    ns = parser.parse_args(argv)
+    server, registry = _configs(parser, ns)
+    store = _open(open_store, resolve_data_dir(ns.data_dir))
+    hooks: tuple[Lifecycle, ...] = ()
+    if registry.enabled:
+        hooks = (RegistrationAgent.for_server(name, server, registry),)
+    setup = ServiceSetup(server, registry, hooks)
+    run_main(lambda: serve(store, setup), log_level=server.log_level)
+
+
+def _configs(
+    parser: argparse.ArgumentParser, ns: argparse.Namespace
+) -> tuple[ServerConfig, RegistryConfig]:
+    """The server and registry configs of ``ns``; a bad value is a usage error (exit 2)."""
+    try:
+        return ServerConfig.from_args(ns), RegistryConfig.from_args(ns)
+    except (ConfigError, ValueError) as err:
+        parser.error(str(err))
+
+
+def _open(open_store: Callable[[Path], S], data_dir: Path) -> S:
+    """``open_store(data_dir)``; a data dir that cannot be used is one line on stderr, exit 2."""
+    try:
+        return open_store(data_dir)
+    except (MigrationError, sqlite3.Error, OSError) as err:
+        print(f"error: cannot open {data_dir}: {err}", file=sys.stderr)
+        sys.exit(_EXIT_USAGE)

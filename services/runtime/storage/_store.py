@@ -1,0 +1,193 @@
+"""What every service's SQLite store shares: opening, idempotent writes, keyset pages, watches.
+
+A service store subclasses :class:`SqliteStore`, names its file and
+migrations, and keeps only what is its own: its SQL, its rows-to-proto
+conversion and its rules. Each mutation is a plain function run on the
+writer thread by :meth:`SqliteStore.write_once`, which answers a retried
+request from its stored response; the mutation ends with
+:func:`commit_change`, which writes the change's event and that response in
+the same transaction.
+
+Example::
+
+    class SqliteUserStore(SqliteStore):
+        DATABASE_FILE = "user.db"
+        MIGRATIONS = MIGRATIONS
+
+        async def delete_user(self, user_id, etag, key):
+            return await self.write_once(key, DeleteUserResponse, lambda tx: _delete(tx, ...))
+
+    def _delete(tx: Transaction, ...) -> DeleteUserResponse:     # on the writer thread
+        tx.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        response = DeleteUserResponse(revision=tx.revision)
+        commit_change(tx, key, user_id, "DELETED", event, response)
+        return response
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from google.protobuf.message import Message
+
+from services.runtime.errors import AlreadyExists, NotFound
+from services.runtime.storage._db import Database, Transaction
+from services.runtime.storage._idempotency import RequestKey, find_response, save_response
+from services.runtime.storage._migrations import Migration
+from services.runtime.storage._watch import tail
+
+__all__ = [
+    "INLINE_PAGE_LIMIT",
+    "SqliteStore",
+    "check_id_free",
+    "commit_change",
+    "fetch_row",
+    "keyset_page",
+]
+
+S = TypeVar("S", bound="SqliteStore")
+M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+INLINE_PAGE_LIMIT = 100
+"""Pages up to this many rows are read on the loop; bigger ones on the reader thread.
+
+Measured (dev VM, 2 vCPU, Python 3.11, SQLite 3.40, warm cache, 5000 users):
+reading a page and building the protos costs ~2.7 µs per user - 50 rows
+0.14 ms, 200 rows 0.53 ms, 1000 rows 2.8 ms - while the thread hop costs
+~40-80 µs. With 1000-row pages read inline, concurrent GetUser calls waited
+2.9 ms median, 11 ms p99; with those pages on the reader thread they took
+8 µs median, 0.08 ms p99 (worst 15 ms: the conversion holds the GIL, handed
+over every 5 ms). Up to 100 rows (<= ~0.3 ms, about one RPC) inline is cheaper
+for everyone; beyond that the thread is.
+"""
+
+
+class SqliteStore:
+    """A service's store on one SQLite file (``<data dir>/DATABASE_FILE``).
+
+    Subclasses set :attr:`DATABASE_FILE` and :attr:`MIGRATIONS`, and add their methods.
+    """
+
+    DATABASE_FILE: ClassVar[str] = ""
+    MIGRATIONS: ClassVar[Sequence[Migration]] = ()
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls: type[S], data_dir: Path) -> S:
+        """Open (creating and migrating as needed) ``<data_dir>/<DATABASE_FILE>``.
+
+        Example: ``SqliteUserStore.open(Path("var"))`` opens ``var/user.db``.
+        """
+        return cls(Database.open(data_dir / cls.DATABASE_FILE, cls.MIGRATIONS))
+
+    async def stored_response(self, key: RequestKey | None) -> bytes | None:
+        """The response already stored for ``key`` (a retry), read without a write transaction."""
+        return find_response(self.db.conn, key)
+
+    async def write_once(
+        self, key: RequestKey | None, response_type: type[M], change: Callable[[Transaction], M]
+    ) -> M:
+        """Run ``change`` in one write transaction, unless ``key`` was answered before:
+        then return that stored answer and change nothing.
+
+        ``change`` stores its response itself, with its event (:func:`commit_change`):
+        a call that changes nothing (e.g. releasing a released reservation) stores none.
+        """
+
+        def once(tx: Transaction) -> M:
+            stored = find_response(tx.conn, key)
+            if stored is not None:
+                return response_type.FromString(stored)
+            return change(tx)
+
+        return await self.db.write(once)
+
+    async def read_page(
+        self,
+        query: str,
+        params: tuple[Any, ...],
+        after_id: str | None,
+        limit: int,
+        convert: Callable[[Any], T],
+    ) -> tuple[list[T], bool]:
+        """:func:`keyset_page`, inline for small pages, on the reader thread for big ones."""
+        if limit <= INLINE_PAGE_LIMIT:
+            return keyset_page(self.db.conn, query, params, after_id, limit, convert)
+        return await self.db.read_in_thread(
+            lambda conn: keyset_page(conn, query, params, after_id, limit, convert)
+        )
+
+    async def watch(self, start_revision: int, event_type: type[M]) -> AsyncIterator[M]:
+        """The logged events after ``start_revision``, then each new one, as ``event_type``."""
+        async for entry in tail(self.db, start_revision):
+            yield event_type.FromString(entry.payload)
+
+    def end_watches(self) -> None:
+        """End every open watch stream (server shutdown: streams must not hold up the drain)."""
+        self.db.changes.close()
+
+    def close(self) -> None:
+        """Release the database; open watches end."""
+        self.db.close()
+
+
+def commit_change(
+    tx: Transaction,
+    key: RequestKey | None,
+    resource_id: str,
+    kind: str,
+    event: Message,
+    response: Message,
+) -> None:
+    """Append the change's ``event`` to the log and store ``response`` for ``key``, in ``tx``.
+
+    Example: ``commit_change(tx, key, user.id, "CREATED", event, response)``.
+    """
+    tx.append_event(resource_id, kind, event.SerializeToString())
+    save_response(tx.conn, key, response.SerializeToString(), tx.now_ns)
+
+
+def keyset_page(
+    conn: sqlite3.Connection,
+    query: str,
+    params: tuple[Any, ...],
+    after_id: str | None,
+    limit: int,
+    convert: Callable[[Any], T],
+) -> tuple[list[T], bool]:
+    """Up to ``limit`` rows after ``after_id``, converted, and whether more follow.
+
+    ``query`` ends with ``id > ? ORDER BY id LIMIT ?`` and takes ``params``
+    first; one row more than asked tells whether another page follows.
+
+    Example: ``keyset_page(conn, "SELECT ... WHERE id > ? ORDER BY id LIMIT ?", (), None, 50, f)``.
+    """
+    rows = conn.execute(query, (*params, after_id or "", limit + 1)).fetchall()
+    return [convert(row) for row in rows[:limit]], len(rows) > limit
+
+
+def fetch_row(
+    conn: sqlite3.Connection, query: str, resource_id: str, *, resource_type: str, reason: str
+) -> Any:
+    """The row ``query`` finds for ``resource_id``, or NotFound (with ``reason``).
+
+    Example: ``fetch_row(conn, SELECT_ONE, uid, resource_type=USER_TYPE, reason="USER_NOT_FOUND")``.
+    """
+    row = conn.execute(query, (resource_id,)).fetchone()
+    if row is None:
+        raise NotFound.for_resource(resource_type, resource_id, reason=reason)
+    return row
+
+
+def check_id_free(
+    conn: sqlite3.Connection, query: str, resource_id: str, *, resource_type: str, reason: str
+) -> None:
+    """AlreadyExists (with ``reason``) if ``query`` finds a row for this client-chosen id."""
+    if conn.execute(query, (resource_id,)).fetchone() is not None:
+        raise AlreadyExists.for_resource(resource_type, resource_id, reason=reason)
