@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib.metadata
 import logging
 import os
 import random
@@ -101,7 +102,7 @@ class RegistrationAgent:
         host = advertise_host or socket.gethostname()
         self.service = service
         self.instance_id = instance_id or default_instance_id()
-        self.version = registry.version if version is None else version
+        self.version = (registry.version if version is None else version) or package_version()
         self.metadata = dict(registry.metadata if metadata is None else metadata)
         self.address = ""
         self.lease_id: str | None = None
@@ -323,3 +324,11 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def package_version() -> str:
+    """The installed Switchboard version: what an instance announces unless told otherwise."""
+    try:
+        return importlib.metadata.version("switchboard")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
