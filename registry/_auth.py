@@ -3,7 +3,9 @@
 Reads are open. Write calls (Register, Heartbeat, KeepAlive, Deregister) run
 :meth:`WriteGuard.check_token` first; with a token configured they need exactly
 one ``authorization: Bearer <token>`` metadata entry. With mTLS on, a client
-may register only under a service its certificate names (CN or a SAN).
+may register only under a service its certificate names (CN or a SAN), and a
+lease belongs to the certificate identity (its set of names) that registered
+it: no other client may renew, deregister or replace it.
 
 Example::
 
@@ -71,6 +73,16 @@ class WriteGuard:
                 reason="CERTIFICATE_SERVICE_MISMATCH",
                 metadata={"service": service},
             )
+
+    def owner(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+        """With mTLS, the caller's certificate identity (its names, sorted); else None.
+
+        Example: a certificate with CN ``user`` and SAN ``host-a`` → ``"host-a"``,
+        a newline, ``"user"``.
+        """
+        if not self._bind_certificates:
+            return None
+        return "\n".join(sorted(certificate_names(context.auth_context())))
 
 
 def certificate_names(auth_context: Mapping[str, Iterable[bytes]]) -> set[str]:

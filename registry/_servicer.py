@@ -24,7 +24,7 @@ from google.protobuf import duration_pb2
 from registry import _validate as v
 from registry._auth import WriteGuard
 from registry._settings import RegistrySettings
-from registry._store import RegistryStore, WatchItem
+from registry._store import RegistryStore, Resolution, WatchItem
 from services.runtime import Service, errors
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
@@ -57,6 +57,7 @@ class RegistryServicer(rs_grpc.RegistryServiceServicer):
         self._guard = WriteGuard(self.settings.token, bind_certificates=bind_certificates)
         self._streams: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._resolve_answers: dict[str, tuple[Resolution, rs.ResolveResponse]] = {}
 
     async def stop(self) -> None:
         """End every open KeepAlive stream with UNAVAILABLE (the process is stopping).
@@ -95,7 +96,8 @@ class RegistryServicer(rs_grpc.RegistryServiceServicer):
         v.require(found, "invalid registration")
         self._guard.check_service(context, request.instance.service)
         ttl = v.ttl_seconds(request.ttl, settings.ttl_default)
-        registration = await self.store.register(request.instance, ttl)
+        owner = self._guard.owner(context)
+        registration = await self.store.register(request.instance, ttl, owner=owner)
         return rs.RegisterResponse(
             lease_id=registration.lease_id,
             ttl=_duration(registration.ttl),
@@ -108,7 +110,7 @@ class RegistryServicer(rs_grpc.RegistryServiceServicer):
         """Renew one lease."""
         self._guard.check_token(context)
         v.require(v.lease_id_violations(request.lease_id), "invalid lease id")
-        ttl = await self.store.renew(request.lease_id)
+        ttl = await self.store.renew(request.lease_id, owner=self._guard.owner(context))
         return rs.HeartbeatResponse(ttl=_duration(ttl))
 
     async def KeepAlive(
@@ -116,10 +118,11 @@ class RegistryServicer(rs_grpc.RegistryServiceServicer):
     ) -> AsyncIterator[rs.KeepAliveResponse]:
         """Renew one lease per request; the first unknown or malformed lease ends the stream."""
         self._guard.check_token(context)
+        owner = self._guard.owner(context)
         with self._stoppable():
             async for request in request_iterator:
                 v.require(v.lease_id_violations(request.lease_id), "invalid lease id")
-                ttl = await self.store.renew(request.lease_id)
+                ttl = await self.store.renew(request.lease_id, owner=owner)
                 yield rs.KeepAliveResponse(lease_id=request.lease_id, ttl=_duration(ttl))
 
     async def Deregister(
@@ -128,13 +131,23 @@ class RegistryServicer(rs_grpc.RegistryServiceServicer):
         """Remove the lease's instance and revoke the lease."""
         self._guard.check_token(context)
         v.require(v.lease_id_violations(request.lease_id), "invalid lease id")
-        return rs.DeregisterResponse(revision=await self.store.deregister(request.lease_id))
+        owner = self._guard.owner(context)
+        revision = await self.store.deregister(request.lease_id, owner=owner)
+        return rs.DeregisterResponse(revision=revision)
 
     async def Resolve(self, request: rs.ResolveRequest, context: Context) -> rs.ResolveResponse:
         """The live instances of a service, ordered by instance id."""
         v.require(v.service_violations(request.service), "invalid service name")
         resolution = await self.store.resolve(request.service)
-        return rs.ResolveResponse(instances=resolution.instances, revision=resolution.revision)
+        cached = self._resolve_answers.get(request.service)
+        if cached is not None and cached[0] is resolution:
+            return cached[1]  # copying 100 instances into a response costs ~70 µs a call
+        answer = rs.ResolveResponse(instances=resolution.instances, revision=resolution.revision)
+        if resolution.instances:
+            self._resolve_answers[request.service] = (resolution, answer)
+        else:
+            self._resolve_answers.pop(request.service, None)
+        return answer
 
     async def Watch(
         self, request: rs.WatchRequest, context: Context

@@ -167,16 +167,28 @@ class RegistryStore(Protocol):
     async def close(self) -> None:
         """Stop background work and end every open watch."""
 
-    async def register(self, instance: instance_pb2.Instance, ttl: float) -> Registration:
-        """Store ``instance`` under a new lease; replace (and revoke) an existing entry."""
+    async def register(
+        self, instance: instance_pb2.Instance, ttl: float, *, owner: str | None = None
+    ) -> Registration:
+        """Store ``instance`` under a new lease; replace (and revoke) an existing entry.
+
+        ``owner`` (the client's certificate identity under mTLS, else None) owns
+        the lease; an entry owned by another identity is ``PermissionDenied``.
+        """
         ...
 
-    async def renew(self, lease_id: str) -> float:
-        """Renew a lease for its full TTL again; return the TTL in seconds."""
+    async def renew(self, lease_id: str, *, owner: str | None = None) -> float:
+        """Renew a lease for its full TTL again; return the TTL in seconds.
+
+        ``PermissionDenied`` if ``owner`` is given and another identity owns the lease.
+        """
         ...
 
-    async def deregister(self, lease_id: str) -> int:
-        """Remove the lease's instance and revoke the lease; return the revision."""
+    async def deregister(self, lease_id: str, *, owner: str | None = None) -> int:
+        """Remove the lease's instance and revoke the lease; return the revision.
+
+        ``PermissionDenied`` if ``owner`` is given and another identity owns the lease.
+        """
         ...
 
     async def resolve(self, service: str) -> Resolution:
@@ -202,17 +214,23 @@ class _Record(NamedTuple):
 
 
 class _Lease:
-    """A granted lease and the instance attached to it."""
+    """A granted lease, the instance attached to it, and who holds it (None: anyone)."""
 
-    __slots__ = ("deadline", "instance", "lease_id", "ttl")
+    __slots__ = ("deadline", "instance", "lease_id", "owner", "ttl")
 
     def __init__(
-        self, lease_id: str, ttl: float, deadline: float, instance: instance_pb2.Instance
+        self,
+        lease_id: str,
+        ttl: float,
+        deadline: float,
+        instance: instance_pb2.Instance,
+        owner: str | None = None,
     ) -> None:
         self.lease_id = lease_id
         self.ttl = ttl
         self.deadline = deadline
         self.instance = instance
+        self.owner = owner
 
 
 class MemoryStore:
@@ -245,6 +263,9 @@ class MemoryStore:
         self._reap_interval = reap_interval
         self._leases: dict[str, _Lease] = {}
         self._services: dict[str, dict[str, _Lease]] = {}
+        # Resolve answers, kept until the service changes or a lease of it renews (the
+        # answer carries renew times): the same object comes back while nothing changed.
+        self._resolved: dict[str, Resolution] = {}
         self._count = 0
         self._expiry: list[tuple[float, str]] = []
         self._history: deque[_Record] = deque(maxlen=self.limits.history)
@@ -290,18 +311,23 @@ class MemoryStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    async def register(self, instance: instance_pb2.Instance, ttl: float) -> Registration:
+    async def register(
+        self, instance: instance_pb2.Instance, ttl: float, *, owner: str | None = None
+    ) -> Registration:
         """Store a copy of ``instance`` under a new lease of ``ttl`` seconds.
 
         An existing ``(service, instance_id)`` is replaced (an UPDATED event) and
-        its lease revoked, so the old lease can never renew it again.
+        its lease revoked, so the old lease can never renew it again - unless
+        another ``owner`` holds it (``PermissionDenied``).
         """
         self._check_open()
         instances = self._services.get(instance.service, {})
         old = instances.get(instance.instance_id)
         if old is None:
             self._check_capacity(instance.service, len(instances))
-        lease = _Lease(new_lease_id(), ttl, self._clock() + ttl, self._stored(instance))
+        else:
+            _check_owner(old, owner)
+        lease = _Lease(new_lease_id(), ttl, self._clock() + ttl, self._stored(instance), owner)
         if old is not None:
             del self._leases[old.lease_id]
         else:
@@ -312,25 +338,38 @@ class MemoryStore:
         revision = self._commit(_ADDED if old is None else _UPDATED, lease.instance)
         return Registration(lease.lease_id, ttl, revision)
 
-    async def renew(self, lease_id: str) -> float:
+    async def renew(self, lease_id: str, *, owner: str | None = None) -> float:
         """Give the lease its full TTL again from now; ``NotFound`` if it is gone."""
         self._check_open()
         lease = self._lease(lease_id)
+        _check_owner(lease, owner)
         lease.deadline = self._clock() + lease.ttl
         lease.instance.renew_time.FromNanoseconds(self._wall_clock())
+        self._resolved.pop(lease.instance.service, None)
         return lease.ttl
 
-    async def deregister(self, lease_id: str) -> int:
+    async def deregister(self, lease_id: str, *, owner: str | None = None) -> int:
         """Remove the lease's instance (a REMOVED event) and revoke the lease."""
         self._check_open()
-        return self._drop(self._lease(lease_id), _REMOVED)
+        lease = self._lease(lease_id)
+        _check_owner(lease, owner)
+        return self._drop(lease, _REMOVED)
 
     # -- reads ------------------------------------------------------------------------
 
     async def resolve(self, service: str) -> Resolution:
-        """The live instances of ``service``, ordered by instance id."""
+        """The live instances of ``service``, ordered by instance id.
+
+        While the service is unchanged the same :class:`Resolution` comes back
+        (with the revision it was built at: the state is the same since then).
+        """
         self._check_open()
-        return Resolution(self._sorted_instances(service), self._revision)
+        cached = self._resolved.get(service)
+        if cached is None:
+            cached = Resolution(self._sorted_instances(service), self._revision)
+            if service in self._services:  # never cache names nobody registered
+                self._resolved[service] = cached
+        return cached
 
     async def list_services(self) -> tuple[list[ServiceCount], int]:
         """Every service with an instance, ordered by name, with its count."""
@@ -466,6 +505,7 @@ class MemoryStore:
     def _commit(self, kind: _Kind.ValueType, instance: instance_pb2.Instance) -> int:
         """Bump the revision, keep the event in history and hand it to the watchers."""
         self._revision += 1
+        self._resolved.pop(instance.service, None)
         event = instance_pb2.InstanceEvent(type=kind, instance=instance, revision=self._revision)
         self._history.append(_Record(self._revision, instance.service, event.SerializeToString()))
         for watcher in self._watchers.get(instance.service, ()):
@@ -528,6 +568,15 @@ class MemoryStore:
         if not watchers:
             del self._watchers[watcher.service]
         self._watcher_count -= 1
+
+
+def _check_owner(lease: _Lease, owner: str | None) -> None:
+    """``PermissionDenied`` unless ``owner`` (when given) is the identity holding ``lease``."""
+    if owner is not None and lease.owner != owner:
+        raise errors.PermissionDenied(
+            "the lease belongs to another client certificate",
+            reason="LEASE_NOT_OWNED",
+        )
 
 
 class _Watcher:

@@ -57,6 +57,23 @@ async def test_register_resolve_deregister() -> None:
     assert (await store.resolve("nobody")).instances == []
 
 
+async def test_resolve_answer_is_reused_until_the_service_changes() -> None:
+    store = _store()
+    lease = await store.register(_instance(instance_id="a"), 10.0)
+    await store.register(_instance("other", "x"), 10.0)
+    first = await store.resolve("user")
+    assert await store.resolve("user") is first
+    await store.register(_instance("third", "y"), 10.0)  # another service: still valid
+    assert await store.resolve("user") is first
+    await store.renew(lease.lease_id)  # renew_time changed: a new answer
+    renewed = await store.resolve("user")
+    assert renewed is not first and _ids(renewed.instances) == ["a"]
+    await store.register(_instance(instance_id="b"), 10.0)
+    assert _ids((await store.resolve("user")).instances) == ["a", "b"]
+    await store.resolve("nobody")
+    assert "nobody" not in store._resolved  # unknown names are never kept
+
+
 async def test_list_services_counts() -> None:
     store = _store()
     for service, instance_id in [("b", "1"), ("a", "1"), ("a", "2")]:
