@@ -17,6 +17,8 @@ GEN_PY      := generated/python
 
 # Pinned tools under .tools/ (grpcurl, ghz, Go/TS/Java stub plugins, etcd) and `make stubs`.
 include mk/tools.mk
+# make bench / bench-quick (bench/), make soak (tests/reliability).
+include mk/bench.mk
 
 .PHONY: help
 help: ## List the targets

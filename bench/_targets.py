@@ -1,0 +1,167 @@
+"""The issue's targets, each judged from the measured figures: PASS or FALLS SHORT, plainly.
+
+A ratio compares two cases measured in the same interleaved rounds: it is the
+median of the per-round ratios, with their min-max. A target whose inputs did not run is
+NOT MEASURED, with the reason; none is left out.
+
+Example::
+
+    for target in judge(results, idle_rss):
+        print(target.name, target.shown, target.verdict)
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench._model import CaseResult
+from bench._stats import Figure
+
+__all__ = ["MB", "Target", "judge"]
+
+MB = 1024 * 1024
+PASS, SHORT, UNMEASURED = "PASS", "FALLS SHORT", "NOT MEASURED"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: what it asks, what was measured, and the verdict."""
+
+    name: str
+    needs: str
+    measured: str
+    value: float | None
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the JSON report."""
+        return asdict(self)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def _unmeasured(name: str, needs: str, *cases: CaseResult) -> Target:
+    why = "; ".join(f"{c.key}: {(c.error or 'no figures')[:160]}" for c in cases if not c.ran)
+    return Target(name, needs, why or "no figures", None, UNMEASURED)
+
+
+def ratio_target(name: str, ours: CaseResult, base: CaseResult, minimum: float) -> Target:
+    """``ours.rate / base.rate >= minimum``, judged on the ratios of the same rounds.
+
+    Both cases ran in the same interleaved rounds, so repetition *i* of each
+    shared the machine's state; the value is the median of those per-round
+    ratios, shown with their min-max and the two median rates.
+    """
+    needs = f">= {minimum:g}x"
+    a, b = ours.rate, base.rate
+    ratios = [x.rate / y.rate for x, y in zip(ours.reps, base.reps, strict=False) if y.rate > 0]
+    if not (ours.ran and base.ran) or a is None or b is None or not ratios:
+        return _unmeasured(name, needs, ours, base)
+    value = statistics.median(ratios)
+    measured = (
+        f"{value:.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}): "
+        f"{_fmt(a.median)} vs {_fmt(b.median)} {ours.unit}, {ours.generator}"
+    )
+    return Target(name, needs, measured, value, PASS if value >= minimum else SHORT)
+
+
+def _compare(
+    name: str, needs: str, value: float | None, ok: Callable[[float], bool], measured: str
+) -> Target:
+    if value is None:
+        return Target(name, needs, measured or "no figures", None, UNMEASURED)
+    return Target(name, needs, measured, value, PASS if ok(value) else SHORT)
+
+
+def _figure_text(figure: Figure, unit: str) -> str:
+    return f"{_fmt(figure.median)} {unit} (min {_fmt(figure.low)}, max {_fmt(figure.high)})"
+
+
+def _keepalive(case: CaseResult, how: str) -> Target:
+    name, needs = f"Registry KeepAlive renewals/s ({how})", ">= 10,000/s"
+    rate = case.rate
+    if not case.ran or rate is None:
+        return _unmeasured(name, needs, case)
+    return _compare(name, needs, rate.median, lambda v: v >= 10_000, _figure_text(rate, "/s"))
+
+
+def _fanout(case: CaseResult) -> Target:
+    name, needs = "Watch fan-out p99 to 1,000 watchers", "< 100 ms, none lost"
+    p99 = case.p99
+    if not case.ran or p99 is None:
+        return _unmeasured(name, needs, case)
+    lost = case.errors
+    text = f"p99 {_figure_text(p99, 'ms')}; {lost} deliveries lost"
+    return _compare(name, needs, p99.median, lambda v: v < 100 and lost == 0, text)
+
+
+def _failover(case: CaseResult) -> Target:
+    name, needs = "Failed calls when 1 of 3 instances is SIGKILLed", "0"
+    if not case.ran:
+        return _unmeasured(name, needs, case)
+    calls = sum(rep.calls for rep in case.reps)
+    text = f"{case.errors} failed of {calls + case.errors:,} calls over {len(case.reps)} kills"
+    return _compare(name, needs, float(case.errors), lambda v: v == 0, text)
+
+
+def _idle(name: str, idle_rss: Mapping[str, int]) -> Target:
+    title, needs = f"Idle RSS of the {name} process", "< 80 MB"
+    rss = idle_rss.get(name)
+    if rss is None:
+        return Target(title, needs, "the process did not start", None, UNMEASURED)
+    return _compare(title, needs, rss / MB, lambda v: v < 80, f"{rss / MB:.1f} MB")
+
+
+def _registry_10k(case: CaseResult) -> Target:
+    name, needs = "Registry RSS with 10,000 instances", "< 100 MB"
+    points = {p["instances"]: p for p in case.metrics.get("points", [])}
+    if 10_000 not in points:
+        return _unmeasured(name, needs, case)
+    rss = points[10_000]["rss"] / MB
+    return _compare(name, needs, rss, lambda v: v < 100, f"{rss:.1f} MB (VmRSS)")
+
+
+def judge(results: Mapping[str, CaseResult], idle_rss: Mapping[str, int]) -> list[Target]:
+    """Every target of the issue, in its order."""
+    r = results
+    return [
+        ratio_target(
+            "GetUser via Switchboard client vs raw echo (grpc.aio)",
+            r["user.get.client"],
+            r["echo.aio.py"],
+            0.6,
+        ),
+        ratio_target(
+            "Client path vs raw grpcio stub (GetUser)",
+            r["user.get.client"],
+            r["user.get.stub"],
+            0.9,
+        ),
+        ratio_target(
+            "Registry Heartbeat (unary) vs raw echo",
+            r["registry.heartbeat.ghz"],
+            r["echo.aio.ghz"],
+            0.8,
+        ),
+        _keepalive(r["registry.keepalive.ghz"], "ghz, 100 pipelined per stream"),
+        _keepalive(r["registry.keepalive.py"], "Python generator, 1 in flight per stream"),
+        ratio_target(
+            "Registry Resolve(100) vs raw echo",
+            r["registry.resolve100.ghz"],
+            r["echo.aio.ghz"],
+            0.5,
+        ),
+        _fanout(r["registry.watch1000.py"]),
+        _failover(r["failover.kill1of3"]),
+        ratio_target("CreateUser vs raw echo", r["user.create.ghz"], r["echo.aio.ghz"], 0.3),
+        ratio_target("ListUsers(50) vs raw echo", r["user.list50.ghz"], r["echo.aio.ghz"], 0.2),
+        _idle("registry", idle_rss),
+        _idle("user", idle_rss),
+        _idle("product", idle_rss),
+        _registry_10k(r["memory.registry"]),
+    ]

@@ -1,0 +1,17 @@
+# mk/bench.mk — the benchmark suite (included from the main Makefile, after mk/tools.mk).
+#
+#   make bench         every case, 5 repetitions of 2 s each (under 10 minutes)
+#   make bench-quick   the same cases, 3 repetitions of 0.5 s (under 2 minutes)
+#
+# Both print the markdown table and write bench/results/latest.{json,md} (gitignored), with
+# each process's log in bench/results/logs/. Load comes from ghz (pinned in mk/tools.mk) and
+# bench/_loadgen.py; the registry's peer is Debian's etcd, started by the bench itself.
+
+BENCH_TOOLS := tools-ghz tools-etcd
+
+.PHONY: bench bench-quick
+bench: $(STAMP) $(BENCH_TOOLS) ## Benchmarks: calls through discovery, the registry vs etcd, raw grpcio baselines
+	$(PY) -m bench
+
+bench-quick: $(STAMP) $(BENCH_TOOLS) ## The same benchmark cases, fewer and shorter repetitions (BENCH_QUICK=1)
+	BENCH_QUICK=1 $(PY) -m bench
