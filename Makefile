@@ -19,6 +19,7 @@ GEN_PY      := generated/python
 include mk/tools.mk
 # make bench / bench-quick (bench/), make soak (tests/reliability).
 include mk/bench.mk
+include mk/soak.mk
 
 .PHONY: help
 help: ## List the targets

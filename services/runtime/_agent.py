@@ -249,6 +249,8 @@ class RegistrationAgent:
                 return
             if not await self._heartbeat_until_answered(self.lease_id):
                 return
+            # Renewed just now: the stream is tried again when the next renewal is due.
+            await asyncio.sleep(self._jittered_interval())
 
     async def _keep_alive(self, lease: str) -> bool:
         """Renew ``lease`` every interval over one stream; True when the registry says
@@ -284,11 +286,18 @@ class RegistrationAgent:
             await asyncio.sleep(self._jittered_interval())
 
     async def _heartbeat_until_answered(self, lease: str) -> bool:
-        """Heartbeat until the registry answers: True when renewed, False when lost."""
+        """Heartbeat until the registry answers: True when renewed, False when lost.
+
+        The stream just broke, so the registry may have restarted: ask soon and
+        then every quarter interval at most (the lease still has two intervals
+        left), so a restart is noticed in time to register again within two.
+        """
         assert self._conn is not None
         request = _R.HeartbeatRequest(lease_id=lease)
+        attempt = 0
         while True:
-            await asyncio.sleep(self._jittered_interval())
+            await asyncio.sleep(self._retry_delay(attempt))
+            attempt += 1
             try:
                 answer = await self._conn.call(HEARTBEAT, request, timeout_s=self._timeouts[1])
             except errors.NotFound:
@@ -305,8 +314,13 @@ class RegistrationAgent:
         self.ttl_s = ttl.ToNanoseconds() / 1e9 or self.ttl_s
 
     def _jittered_interval(self) -> float:
-        # +-10 %: instances that started together drift apart instead of renewing in lockstep.
-        return self.interval_s * random.uniform(0.9, 1.1)
+        # 80-100 %: instances that started together drift apart instead of renewing in
+        # lockstep, and a renewal is never later than the interval.
+        return self.interval_s * random.uniform(0.8, 1.0)
+
+    def _retry_delay(self, attempt: int) -> float:
+        """Full-jitter exponential delay from 50 ms, capped at a quarter interval."""
+        return random.uniform(0.5, 1.0) * min(self.interval_s / 4, 0.05 * 2.0**attempt)
 
 
 _CONFIG_ERRORS = (

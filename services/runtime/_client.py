@@ -63,9 +63,13 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     # Come back quickly after an instance or the registry restarts.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5000),
-    # Notice a peer that vanished without closing its connections.
+    # Notice a peer that vanished without closing its connections. gRPC core (1.85)
+    # times a keepalive ping out after grpc.http2.ping_timeout_ms (default: a minute),
+    # not keepalive_timeout_ms, so both are set; an idle watch keeps pinging.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
 )
 
 
@@ -348,7 +352,7 @@ async def open_registry(config: RegistryConfig, client: ClientConfig | None = No
         lb_policy="pick_first",
         health_check=False,
         credentials=config.credentials(),
-        options=(*settings.channel_options, *config.channel_options()),
+        options=tuple((dict(settings.channel_options) | dict(config.channel_options())).items()),
         close_grace_s=settings.close_grace_s,
     )
     conn = Connection(

@@ -93,10 +93,20 @@ class RegistryConfig:
         )
 
     def channel_options(self) -> tuple[tuple[str, Any], ...]:
-        """Extra channel options (the TLS name to check when dialling IP addresses)."""
-        if self.server_name is None:
-            return ()
-        return (("grpc.ssl_target_name_override", self.server_name),)
+        """Channel options for the registry: reconnect quickly, and the TLS name to check.
+
+        Reconnect backoff is capped at a quarter of the renewal interval (TTL/3), so
+        an agent sees a restarted registry soon enough to register again within
+        two intervals, jitter included.
+        """
+        cap_ms = max(50, int(self.ttl_s * 1000 / 12))
+        options: tuple[tuple[str, Any], ...] = (
+            ("grpc.initial_reconnect_backoff_ms", min(200, cap_ms)),
+            ("grpc.max_reconnect_backoff_ms", cap_ms),
+        )
+        if self.server_name is not None:
+            options += (("grpc.ssl_target_name_override", self.server_name),)
+        return options
 
     def auth_metadata(self) -> tuple[tuple[str, str], ...]:
         """The ``authorization`` metadata the registry's write methods need."""

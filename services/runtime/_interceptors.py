@@ -12,6 +12,9 @@ wrapped handler is cached), and the wrapper runs the four concerns in order:
                      anything else -> INTERNAL, traceback in the log only
     request decoding an undecodable request -> INVALID_ARGUMENT
 
+Before any of them, a call whose request metadata is over the configured limit
+is refused with RESOURCE_EXHAUSTED (see :class:`ServerCallInterceptor`).
+
 Why one wrapper and not four interceptors: grpc.aio runs every interceptor and
 rebuilds the handler on every call; four stacked ones with async context
 managers cost ~60-90 µs of server CPU per call, as much as the RPC itself.
@@ -35,7 +38,12 @@ import grpc
 import grpc.aio
 
 from services.runtime._context import REQUEST_ID_KEY, bind_call, new_request_id
-from services.runtime.errors import Internal, InvalidArgument, SwitchboardError
+from services.runtime.errors import (
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+    SwitchboardError,
+)
 
 if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -47,6 +55,7 @@ __all__ = [
     "abort_with_error",
     "default_interceptors",
     "incoming_request_id",
+    "metadata_size",
 ]
 
 access_log = logging.getLogger("switchboard.access")
@@ -63,19 +72,33 @@ _SHAPES = {
 _MAX_REQUEST_ID = 128
 
 
-def default_interceptors() -> list[grpc.aio.ServerInterceptor]:
+# RFC 9113 section 6.5.2: a header field counts as its name, its value and 32 octets.
+_HEADER_OVERHEAD = 32
+
+
+def default_interceptors(max_metadata_bytes: int | None = None) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors every Switchboard server runs.
 
-    Example: ``grpc.aio.server(interceptors=default_interceptors())``.
+    ``max_metadata_bytes`` refuses calls with more request metadata (None: no check).
+    Example: ``grpc.aio.server(interceptors=default_interceptors(16 * 1024))``.
     """
-    return [ServerCallInterceptor()]
+    return [ServerCallInterceptor(max_metadata_bytes)]
 
 
 class ServerCallInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps each method's handler once with :class:`_Call` and reuses the wrapper."""
+    """Wraps each method's handler once with :class:`_Call` and reuses the wrapper.
 
-    def __init__(self) -> None:
+    A call whose request metadata exceeds ``max_metadata_bytes`` gets a handler
+    that answers RESOURCE_EXHAUSTED instead: gRPC core applies its own limit
+    (``grpc.max_metadata_size``) only once the client has acknowledged the
+    server's SETTINGS, so headers sent in a client's first flight (or by one
+    that never acknowledges) are held to core's 16 MiB default and would
+    otherwise reach the servicer.
+    """
+
+    def __init__(self, max_metadata_bytes: int | None = None) -> None:
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+        self._max_metadata = max_metadata_bytes
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -86,6 +109,10 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             request_id = incoming_request_id(handler_call_details.invocation_metadata) or "-"
             _log_call(method, grpc.StatusCode.UNIMPLEMENTED, 0.0, request_id, "-")
             return None
+        if self._max_metadata is not None:
+            size = metadata_size(handler_call_details.invocation_metadata)
+            if size > self._max_metadata:
+                return _wrap(method, _refusing(handler, _too_large(size, self._max_metadata)))
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -218,6 +245,39 @@ class _Call:
         code = self.code or self.context.code() or grpc.StatusCode.OK
         elapsed_ms = (time.perf_counter() - self.start) * 1000
         _log_call(self.method, code, elapsed_ms, self.request_id, self.peer)
+
+
+# --- metadata limit -----------------------------------------------------------------
+
+
+def metadata_size(metadata: Iterable[Any] | None) -> int:
+    """Request metadata size as HTTP/2 counts it: name + value + 32 octets per entry.
+
+    Example: ``metadata_size([("a", "bc")]) == 35``.
+    """
+    return sum(len(key) + len(value) + _HEADER_OVERHEAD for key, value in metadata or ())
+
+
+def _too_large(size: int, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"request metadata of {size} bytes is over the limit of {limit} bytes",
+        reason="METADATA_TOO_LARGE",
+        metadata={"limit": str(limit)},
+    )
+
+
+def _refusing(handler: Handler, err: SwitchboardError) -> Handler:
+    """A handler of ``handler``'s shape whose behaviour only raises ``err``."""
+
+    async def refuse(request: Any, context: Context) -> NoReturn:
+        raise err
+
+    _name, factory = _SHAPES[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 # --- request id ---------------------------------------------------------------------

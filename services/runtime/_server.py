@@ -85,7 +85,7 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int]:
     """A bound, not yet started server and its real port.
 
-    Adds the interceptors (request id, access log, error mapping, decoding),
+    Adds the interceptors (metadata limit, request id, access log, error mapping, decoding),
     grpc.health.v1 (pass ``health`` to drive it; ``serve`` does) and server
     reflection v1 and v1alpha for every service, with the contracts' comments,
     so ``grpcurl -plaintext host:port describe`` works without proto files.
@@ -94,7 +94,10 @@ def create_server(
     Example: ``server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))``.
     """
     names = _service_names(services)
-    server = grpc.aio.server(interceptors=default_interceptors(), options=server_options(config))
+    server = grpc.aio.server(
+        interceptors=default_interceptors(config.max_metadata_bytes),
+        options=server_options(config),
+    )
     for service in services:
         service.add_to_server(service.servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
@@ -116,6 +119,10 @@ def server_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.absolute_max_metadata_size", config.max_metadata_bytes),
         ("grpc.keepalive_time_ms", _ms(config.keepalive_time_s)),
         ("grpc.keepalive_timeout_ms", _ms(config.keepalive_timeout_s)),
+        # gRPC core (1.85) times a keepalive ping out after grpc.http2.ping_timeout_ms
+        # (default 1 min), not keepalive_timeout_ms: without this a dead client is noticed
+        # only a minute after its ping, whatever --keepalive-timeout-s says.
+        ("grpc.http2.ping_timeout_ms", _ms(config.keepalive_timeout_s)),
         # Enforcement: a client pinging more often than this gets GOAWAY (too_many_pings).
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(config.min_ping_interval_s)),
         ("grpc.http2.max_ping_strikes", _MAX_PING_STRIKES),

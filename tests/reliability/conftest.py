@@ -1,0 +1,17 @@
+"""Fixtures: a process launcher whose every process group is killed at teardown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability._support.procs import Launcher
+
+
+@pytest.fixture
+async def launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Start real processes (``await launcher.start("registry")``); all killed at the end."""
+    async with Launcher(tmp_path) as launch:
+        yield launch
