@@ -157,6 +157,19 @@ def test_buf_lint_rejects_an_uncommented_field(tmp_path: Path) -> None:
     assert "nickname" in result.stdout
 
 
+def test_buf_breaking_guards_v1(tmp_path: Path) -> None:
+    """Deleting a field of a v1 message is a breaking change that buf reports."""
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    unchanged = _run(BIN / "buf", "breaking", tmp_path, "--against", ROOT)
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    proto = tmp_path / "protos/switchboard/user/v1/user.proto"
+    proto.write_text(proto.read_text().replace("  string display_name = 3;\n", ""))
+    broken = _run(BIN / "buf", "breaking", tmp_path, "--against", ROOT)
+    assert broken.returncode != 0
+    assert 'field "3" with name "display_name"' in broken.stdout
+
+
 def test_generated_python_is_fresh() -> None:
     result = _run("make", "-s", "check-generated")
     assert result.returncode == 0, result.stdout + result.stderr
