@@ -131,8 +131,10 @@ tools-etcd: ## etcd-server + etcd-client from Debian, only if `etcd` is missing
 	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	echo "install etcd-server/etcd-client $(ETCD_APT_VERSION) (apt)"; \
 	$$sudo apt-get update -qq; \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  etcd-server=$(ETCD_APT_VERSION) etcd-client=$(ETCD_APT_VERSION) >/dev/null; \
+	apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"; \
+	$$apt etcd-server=$(ETCD_APT_VERSION) etcd-client=$(ETCD_APT_VERSION) >/dev/null || { \
+	  echo "etcd $(ETCD_APT_VERSION) is no longer served by Debian: installing its current etcd" >&2; \
+	  $$apt etcd-server etcd-client >/dev/null; }; \
 	etcd --version | head -1
 
 # --- stubs: generated/{go,ts,java} ---------------------------------------------------
