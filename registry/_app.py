@@ -24,7 +24,14 @@ from typing import NoReturn
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry._store import MemoryStore
-from services.runtime import ConfigError, ServerConfig, add_server_arguments, run_main, serve
+from services.runtime import (
+    ConfigError,
+    ListeningHook,
+    ServerConfig,
+    add_server_arguments,
+    run_main,
+    serve,
+)
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main", "parse_args", "run"]
 
@@ -57,19 +64,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, Registr
         parser.error(str(err))
 
 
-class _Announce:
-    """Lifecycle hook: log the bound address on start; end open streams on stop."""
+class _EndStreams:
+    """Lifecycle hook: on stop, end open KeepAlive and Watch streams (they would hold
+    up the drain) and the reaper."""
 
-    def __init__(self, config: ServerConfig, servicer: RegistryServicer) -> None:
-        self._config = config
+    def __init__(self, servicer: RegistryServicer) -> None:
         self._servicer = servicer
 
     async def started(self, port: int) -> None:
-        line = f"registry listening on {self._config.listen_on(port)}"
-        if _log.isEnabledFor(logging.INFO):
-            _log.info(line)
-        else:  # whoever started us on port 0 needs the port, whatever the log level
-            print(line, file=sys.stderr, flush=True)
+        """Nothing to do on start."""
 
     async def stopping(self) -> None:
         await self._servicer.stop()  # KeepAlive streams
@@ -87,7 +90,10 @@ async def run(
         _log.warning("no token configured: registry writes are open to every client")
     try:
         await serve(
-            [registry_service(servicer)], config, hooks=[_Announce(config, servicer)], stop=stop
+            [registry_service(servicer)],
+            config,
+            hooks=[ListeningHook("registry", config), _EndStreams(servicer)],
+            stop=stop,
         )
     finally:
         await store.close()

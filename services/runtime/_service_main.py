@@ -82,7 +82,11 @@ class ListeningHook:
         self._log = logging.getLogger(f"switchboard.{name}")
 
     async def started(self, port: int) -> None:
-        self._log.info("%s listening on %s", self._name, self._config.listen_on(port))
+        line = f"{self._name} listening on {self._config.listen_on(port)}"
+        if self._log.isEnabledFor(logging.INFO):
+            self._log.info(line)
+        else:  # whoever started us on port 0 needs the port, whatever the log level
+            print(line, file=sys.stderr, flush=True)
 
     async def stopping(self) -> None:
         if self._on_stopping is not None:
