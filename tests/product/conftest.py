@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ import grpc.aio
 import pytest
 
 from services.product import PAGE_TOKEN_SECRET, SqliteProductStore, product_service
-from services.runtime import ServerConfig, SwitchboardError, create_server, from_rpc_error
+from services.runtime import ServerConfig, SwitchboardError, create_server
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
 from tests.user._process import StartService, service_processes
 
@@ -77,15 +77,6 @@ async def stub(address: str) -> AsyncIterator[ProductServiceAsyncStub]:
 async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
     async with service_processes(tmp_path) as start:
         yield start
-
-
-async def failure(call: Awaitable[Any]) -> SwitchboardError:
-    """The typed error a call fails with (AssertionError if it succeeds)."""
-    try:
-        await call
-    except grpc.aio.AioRpcError as err:
-        return from_rpc_error(err)
-    raise AssertionError("the call succeeded")
 
 
 def new_product(

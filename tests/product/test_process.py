@@ -16,7 +16,8 @@ from services.runtime import from_rpc_error
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
-from tests.product.conftest import WAIT, failure, new_product, reserve
+from tests._support import failure
+from tests.product.conftest import WAIT, new_product, reserve
 from tests.user._process import ServiceProcess, StartService
 
 pytestmark = pytest.mark.e2e

@@ -15,12 +15,12 @@ from services.runtime import errors as e
 from services.runtime import from_rpc_error
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
+from tests._support import failure
 from tests.product.conftest import (
     SELLER,
     WAIT,
     FakeSellers,
     create,
-    failure,
     new_product,
     read_event,
     reserve,

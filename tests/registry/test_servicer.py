@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from typing import Any
 
-import grpc
-import grpc.aio
 import pytest
 from google.protobuf import duration_pb2
 
 from registry import RegistrySettings, StoreLimits
-from services.runtime import SwitchboardError, from_rpc_error
 from services.runtime import errors as e
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
+from tests._support import failure
 from tests.registry.conftest import MakeRegistry, Registry, eventually
 
 ADDED = pb.INSTANCE_EVENT_TYPE_ADDED
@@ -37,15 +34,6 @@ def register_request(ttl_s: float = 0, **kw: Any) -> rs.RegisterRequest:
     ttl = duration_pb2.Duration()
     ttl.FromNanoseconds(round(ttl_s * 1e9))
     return rs.RegisterRequest(instance=instance(**kw), ttl=ttl)
-
-
-async def failure(call: Awaitable[Any]) -> SwitchboardError:
-    """The typed error a call fails with (the test fails if it succeeds)."""
-    try:
-        await call
-    except grpc.aio.AioRpcError as err:
-        return from_rpc_error(err)
-    raise AssertionError("the call succeeded")
 
 
 async def state(stub: rs_grpc.RegistryServiceAsyncStub) -> tuple[bytes, bytes]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc.aio
 import pytest
 
-from services.runtime import ServerConfig, SwitchboardError, create_server, from_rpc_error
+from services.runtime import ServerConfig, create_server
 from services.user import PAGE_TOKEN_SECRET, SqliteUserStore, user_service
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests.user._process import StartService, service_processes
@@ -55,15 +55,6 @@ async def stub(address: str) -> AsyncIterator[UserServiceAsyncStub]:
 async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
     async with service_processes(tmp_path) as start:
         yield start
-
-
-async def failure(call: Awaitable[Any]) -> SwitchboardError:
-    """The typed error a call fails with (AssertionError if it succeeds)."""
-    try:
-        await call
-    except grpc.aio.AioRpcError as err:
-        return from_rpc_error(err)
-    raise AssertionError("the call succeeded")
 
 
 async def read_event(watch: Any) -> user_service_pb2.WatchUsersResponse:

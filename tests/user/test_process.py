@@ -14,8 +14,9 @@ import pytest
 from services.runtime import errors as e
 from switchboard.user.v1 import user_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2_grpc
+from tests._support import failure
 from tests.user._process import StartService
-from tests.user.conftest import WAIT, create, failure, read_event
+from tests.user.conftest import WAIT, create, read_event
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,8 @@ from services.runtime import errors as e
 from services.user import SqliteUserStore
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as pb
-from tests.user.conftest import WAIT, create, failure, new_user, read_event
+from tests._support import failure
+from tests.user.conftest import WAIT, create, new_user, read_event
 
 if TYPE_CHECKING:
     from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
