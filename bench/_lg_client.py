@@ -24,7 +24,8 @@ from typing import Any
 
 from bench._runner import TICKS_PER_S, Failures, Op, run_once, sum_ticks
 from bench._stats import Rep, percentile
-from services.runtime import Client, ClientConfig, RegistryConfig, UserClient
+from services.runtime import Client, ClientConfig, RegistryConfig
+from services.user.client import UserClient
 
 __all__ = ["client_get_user_ops", "failover"]
 

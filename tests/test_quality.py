@@ -1,13 +1,18 @@
-"""The code stays lint-clean, typed, and layered the way DESIGN.md draws it.
+"""The code stays lint-clean, typed, and layered the way ARCHITECTURE.md draws it.
 
-Layers: ``generated`` ← ``services.runtime`` ← ``registry``, ``services.user``,
-``services.product``. A service never imports another service; the runtime
-imports no service; generated code imports nothing hand-written.
+Layers (see ARCHITECTURE.md, "Layers"): generated code (``switchboard`` and the
+vendored third-party APIs) <- ``services.runtime`` <- ``services.platform``,
+``registry`` and every service package ``services.<name>``. A service never
+imports another service; the runtime and the platform import no service and
+name none; generated code imports nothing hand-written. ``bench`` and
+``tests`` may import any layer, but no test module (``test_*.py``) is imported
+by anything: shared helpers live in support modules.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +21,34 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+GENERATED = ROOT / "generated/python"
+# Top-level generated packages: our contracts and the vendored third-party API subsets.
+GENERATED_TOPS = frozenset(p.name for p in GENERATED.iterdir() if (p / "__init__.py").exists())
+# Service packages: every folder of services/ but the runtime and the platform.
+PLATFORM_PACKAGES = {"runtime", "platform"}
+SERVICES = sorted(
+    p.name
+    for p in (ROOT / "services").iterdir()
+    if (p / "__init__.py").exists() and p.name not in PLATFORM_PACKAGES
+)
 
-# Which hand-written top-level packages each layer may import.
-ALLOWED: dict[str, set[str]] = {
-    "services.runtime": {"services.runtime", "switchboard"},
-    "registry": {"registry", "services.runtime", "switchboard"},
-    "services.user": {"services.user", "services.runtime", "switchboard"},
-    "services.product": {"services.product", "services.runtime", "switchboard"},
-    "switchboard": {"switchboard"},
-    "services": set(),  # services/__init__.py: a namespace, imports nothing of ours
-}
-OURS = ("services", "registry", "switchboard", "bench", "tests")
+
+def _allowed() -> dict[str, set[str]]:
+    """Which layers each layer may import (a layer may always import itself)."""
+    base = {"services.runtime", *GENERATED_TOPS}
+    rules: dict[str, set[str]] = {
+        "services.runtime": set(GENERATED_TOPS),
+        "services.platform": base,
+        "registry": base,
+        "services": set(),  # services/__init__.py: a namespace, imports nothing of ours
+        **{top: set(GENERATED_TOPS) for top in GENERATED_TOPS},
+        **{f"services.{name}": set(base) for name in SERVICES},
+    }
+    return {layer: allowed | {layer} for layer, allowed in rules.items()}
+
+
+ALLOWED = _allowed()
+OURS = frozenset({"services", "registry", "bench", "tests", *GENERATED_TOPS})
 
 
 @pytest.mark.parametrize(
@@ -56,41 +78,113 @@ def _layer_of(module: str) -> str | None:
     return None
 
 
-def _imports(path: Path) -> set[str]:
+def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute name a (possibly relative) ``from`` import refers to."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _imports(module: str, path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            target = _absolute(module, path, node)
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
     return {n for n in names if n.split(".")[0] in OURS}
 
 
-def _modules() -> list[tuple[str, Path]]:
-    roots = [ROOT / "services", ROOT / "registry", ROOT / "generated/python/switchboard"]
-    found = []
-    for root in roots:
-        for path in root.rglob("*.py"):
-            rel = path.relative_to(ROOT / "generated/python" if "generated" in path.parts else ROOT)
-            found.append((".".join(rel.with_suffix("").parts), path))
-    return found
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(GENERATED if GENERATED in path.parents else ROOT)
+    parts = rel.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules(*roots: Path) -> list[tuple[str, Path]]:
+    return [(_module_name(p), p) for root in roots for p in sorted(root.rglob("*.py"))]
+
+
+def _layered_modules() -> list[tuple[str, Path]]:
+    return _modules(
+        ROOT / "services", ROOT / "registry", *(GENERATED / top for top in GENERATED_TOPS)
+    )
+
+
+def _may_import(layer: str, name: str) -> bool:
+    target = _layer_of(name)
+    if target is None:  # bench or tests: never imported by a layer
+        return False
+    return target in ALLOWED[layer]
 
 
 def test_dependencies_point_one_way() -> None:
     broken = []
-    for module, path in _modules():
+    for module, path in _layered_modules():
         layer = _layer_of(module)
-        assert layer is not None, f"{module} belongs to no layer"
-        for name in _imports(path):
-            if _layer_of(name) not in ALLOWED[layer]:
+        assert layer is not None, f"{module} belongs to no layer (see ARCHITECTURE.md)"
+        for name in _imports(module, path):
+            if not _may_import(layer, name):
                 broken.append(f"{module} imports {name}")
-    assert not broken, "\n".join(sorted(broken))
+    assert not broken, "layers broken (see ARCHITECTURE.md):\n" + "\n".join(sorted(broken))
+
+
+def _is_test_module(name: str) -> bool:
+    return any(part.startswith("test_") for part in name.split("."))
+
+
+def test_no_module_imports_a_test_module() -> None:
+    broken = [
+        f"{module} imports {name}"
+        for module, path in _modules(ROOT / "tests", ROOT / "bench")
+        for name in _imports(module, path)
+        if _is_test_module(name) and not name.startswith(module)
+    ]
+    assert not broken, "move shared helpers into a support module:\n" + "\n".join(broken)
+
+
+def _service_patterns(name: str) -> re.Pattern[str]:
+    """What naming a concrete service looks like in code or docs."""
+    cap = name.capitalize()
+    return re.compile(
+        rf"services[./]{name}\b|switchboard[./]{name}\b|\b{name}(_service)?_pb2"
+        rf"|\b{cap}(Service|Client|Servicer|Store)\b|[\"']{name}[\"']|\b{name}\.db\b"
+    )
+
+
+@pytest.mark.parametrize("package", sorted(PLATFORM_PACKAGES))
+def test_the_platform_names_no_service(package: str) -> None:
+    """The runtime and the platform work for services they have never heard of."""
+    patterns = [(name, _service_patterns(name)) for name in SERVICES]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: names {name!r}: {line.strip()}"
+        for path in sorted((ROOT / "services" / package).rglob("*"))
+        if path.is_file() and path.suffix in {".py", ".toml", ".txt", ".md"}
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for name, pattern in patterns
+        if pattern.search(line)
+    ]
+    assert not found, "\n".join(found)
 
 
 def test_the_layer_check_sees_a_violation(tmp_path: Path) -> None:
-    """The checker is real: a user-service module importing product code is caught."""
+    """The checker is real: a service importing another service, absolutely or relatively."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from services.product import _store\n")
+    bad.write_text("from services.product import _store\nfrom ..product import client\n")
+    names = _imports("services.user._bad", bad)
+    assert "services.product" in names and "services.product.client" in names
     assert _layer_of("services.product._store") not in ALLOWED["services.user"]
-    assert _imports(bad) == {"services.product"}
+
+
+def test_the_naming_check_sees_a_service() -> None:
+    pattern = _service_patterns("user")
+    assert pattern.search('conn = await client.connect("user")')
+    assert pattern.search("from switchboard.user.v1 import user_pb2")
+    assert not pattern.search("the caller's end user")

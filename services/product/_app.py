@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.product._sellers import SellerDirectory, UserServiceSellers
+from services.product._sellers import SellerDirectory, UserLookupClient, UserServiceSellers
 from services.product._servicer import SERVICE_NAME, ProductServicer
 from services.product._sqlite import SqliteProductStore
 from services.product._store import ProductStore
@@ -22,7 +22,6 @@ from services.runtime import (
     ListeningHook,
     ServerConfig,
     Service,
-    UserClient,
     serve,
 )
 from services.runtime.paging import PageTokens
@@ -60,7 +59,7 @@ async def run(
     """Serve until SIGTERM/SIGINT, then stop gracefully; close the client and the store."""
     try:
         async with Client(client_config) as client:
-            sellers = UserServiceSellers(await UserClient.connect(client))
+            sellers = UserServiceSellers(await UserLookupClient.connect(client))
             service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
             await serve([service], config, hooks=[WatchCloser(store, config), *hooks])
     finally:

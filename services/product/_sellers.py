@@ -18,7 +18,7 @@ Outcomes::
 
 Example::
 
-    sellers = UserServiceSellers(await UserClient.connect(client))
+    sellers = UserServiceSellers(await UserLookupClient.connect(client))
     if not await sellers.exists(product.seller_id): ...
 """
 
@@ -27,10 +27,14 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from services.runtime import errors
-from switchboard.user.v1 import user_pb2
+from services.runtime import MethodSpec, TypedClient, errors
+from switchboard.user.v1 import user_pb2, user_service_pb2
 
-__all__ = ["SellerDirectory", "UserLookup", "UserServiceSellers"]
+__all__ = ["SellerDirectory", "UserLookup", "UserLookupClient", "UserServiceSellers"]
+
+_GET_USER: MethodSpec[user_service_pb2.GetUserRequest, user_service_pb2.GetUserResponse] = (
+    MethodSpec.of("/switchboard.user.v1.UserService/GetUser")
+)
 
 log = logging.getLogger("switchboard.product.sellers")
 
@@ -48,11 +52,26 @@ class SellerDirectory(Protocol):
 
 
 class UserLookup(Protocol):
-    """The one call of ``services.runtime.clients.UserClient`` this module uses."""
+    """The one call of the user service this module makes (``GetUser``)."""
 
     async def get_user(self, user_id: str, *, timeout_s: float | None = None) -> user_pb2.User:
         """The user, or :class:`errors.NotFound`."""
         ...
+
+
+class UserLookupClient(TypedClient):
+    """:class:`UserLookup` over the user service's contract: generated stubs, no user code.
+
+    A service never imports another service's package; it calls it through the
+    client runtime with the messages generated from that service's contract.
+    """
+
+    SERVICE = "user"
+
+    async def get_user(self, user_id: str, *, timeout_s: float | None = None) -> user_pb2.User:
+        """The user with this id; :class:`errors.NotFound` if there is none."""
+        request = user_service_pb2.GetUserRequest(id=user_id)
+        return (await self.conn.call(_GET_USER, request, timeout_s=timeout_s)).user
 
 
 class UserServiceSellers:

@@ -1,4 +1,4 @@
-"""What every Switchboard service process runs on: server runtime (and, later, client runtime).
+"""What every Switchboard service process runs on: the server and the client runtime.
 
 Example::
 
@@ -7,37 +7,29 @@ Example::
 
 from __future__ import annotations
 
-from services.runtime._agent import RegistrationAgent
-from services.runtime._client import Client, ClientConfig, Connection
-from services.runtime._context import (
-    current_deadline,
-    current_request_id,
-    remaining_time,
-    request_scope,
+from services.runtime.agent import RegistrationAgent
+from services.runtime.client._client import Client, ClientConfig, Connection
+from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
+from services.runtime.client._retry import (
+    MethodSpec,
+    RetryPolicy,
+    RetrySettings,
+    policy_for,
+    retry_table,
 )
-from services.runtime._discovery import RegistryConfig, add_registry_arguments
-from services.runtime._retry import RETRY_TABLE, MethodSpec, RetryPolicy, RetrySettings
-from services.runtime._serve import Lifecycle, configure_logging, run_main, serve
-from services.runtime._server import (
-    BindError,
-    HealthServicer,
-    Service,
-    create_server,
-    set_health_status,
-)
-from services.runtime._service_main import (
-    ListeningHook,
-    ServiceSetup,
-    run_service,
-    service_parser,
-)
-from services.runtime._sync import SyncClient
-from services.runtime.clients import ProductClient, RegistryClient, UserClient
+from services.runtime.client._sync import SyncClient
+from services.runtime.client._typed import RegistryClient, TypedClient, update_mask
 from services.runtime.config import (
     ConfigError,
     ServerConfig,
     add_server_arguments,
     parse_server_config,
+)
+from services.runtime.context import (
+    current_deadline,
+    current_request_id,
+    remaining_time,
+    request_scope,
 )
 from services.runtime.errors import (
     Aborted,
@@ -59,6 +51,20 @@ from services.runtime.errors import (
     Unimplemented,
     Unknown,
     from_rpc_error,
+)
+from services.runtime.server._build import (
+    BindError,
+    HealthServicer,
+    Service,
+    create_server,
+    set_health_status,
+)
+from services.runtime.server._lifecycle import Lifecycle, configure_logging, run_main, serve
+from services.runtime.server._main import (
+    ListeningHook,
+    ServiceSetup,
+    run_service,
+    service_parser,
 )
 
 __all__ = [
@@ -103,18 +109,19 @@ __all__ = [
     "service_parser",
     "set_health_status",
     # client side
-    "RETRY_TABLE",
+    "policy_for",
+    "retry_table",
     "Client",
     "ClientConfig",
     "Connection",
     "MethodSpec",
-    "ProductClient",
     "RegistrationAgent",
     "RegistryClient",
     "RegistryConfig",
     "RetryPolicy",
     "RetrySettings",
     "SyncClient",
-    "UserClient",
+    "TypedClient",
     "add_registry_arguments",
+    "update_mask",
 ]

@@ -7,7 +7,7 @@ prints it without a traceback).
 
 Example::
 
-    parser = argparse.ArgumentParser(prog="user-service")
+    parser = argparse.ArgumentParser(prog="greeter")
     add_server_arguments(parser, default_port=50052)
     config = parse_server_config(parser)          # exits 2 on a bad value
     config.port                                   # 50052 unless overridden

@@ -29,12 +29,12 @@ Every error also carries a ``google.rpc.ErrorInfo`` with a stable
 UPPER_SNAKE_CASE ``reason``, the domain ``switchboard.dev`` and string
 metadata. Example::
 
-    raise NotFound.for_resource("switchboard.user.v1.User", "users/42", reason="USER_NOT_FOUND")
+    raise NotFound.for_resource("helloworld.Greeting", "greetings/42", reason="GREETING_NOT_FOUND")
 
     try:
         await stub.GetUser(request)
     except grpc.aio.AioRpcError as rpc_error:
-        err = from_rpc_error(rpc_error)   # NotFound, err.resource_name == "users/42"
+        err = from_rpc_error(rpc_error)   # NotFound, err.resource_name == "greetings/42"
 """
 
 from __future__ import annotations
@@ -270,8 +270,8 @@ class _ResourceError(SwitchboardError):
     ) -> _ResourceError:
         """Build the error with a standard message.
 
-        Example: ``NotFound.for_resource("User", "users/42")`` says
-        ``User 'users/42' not found``.
+        Example: ``NotFound.for_resource("Greeting", "greetings/42")`` says
+        ``Greeting 'greetings/42' not found``.
         """
         message = f"{resource_type} {resource_name!r} {cls._verb}"
         return cls(message, resource_type=resource_type, resource_name=resource_name, reason=reason)

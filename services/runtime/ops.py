@@ -36,9 +36,9 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 )
 
 from services.runtime import errors
-from services.runtime._client import open_registry
-from services.runtime._discovery import RegistryConfig, add_registry_arguments
-from services.runtime.clients import RegistryClient
+from services.runtime.client._client import open_registry
+from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
+from services.runtime.client._typed import RegistryClient
 from switchboard.registry.v1 import instance_pb2
 
 __all__ = ["InstanceRow", "check_health", "collect", "format_table", "main", "run"]

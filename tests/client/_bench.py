@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from services.runtime import ServerConfig, create_server
-from services.runtime._client import Client, ClientConfig
-from services.runtime.clients import GET_USER
+from services.runtime.client._client import Client, ClientConfig
+from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
 from tests.client._fakes import FakeUsers, users_service
 

@@ -11,8 +11,8 @@ import argparse
 import logging
 
 from services.runtime import ServerConfig, add_server_arguments, run_main, serve
-from services.runtime._agent import RegistrationAgent
-from services.runtime._discovery import RegistryConfig, add_registry_arguments
+from services.runtime.agent import RegistrationAgent
+from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
 from tests.client._fakes import FakeUsers, users_service
 
 log = logging.getLogger("fake_server")

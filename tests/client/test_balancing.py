@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.runtime._client import Client, ClientConfig, Connection
-from services.runtime._discovery import RegistryConfig
-from services.runtime._retry import RetrySettings
-from services.runtime.clients import GET_USER
+from services.runtime.client._client import Client, ClientConfig, Connection
+from services.runtime.client._discovery import RegistryConfig
+from services.runtime.client._retry import RetrySettings
+from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2
 from tests.client.conftest import Registry, StartUsers, spawn, stop_process, wait_for
 

@@ -17,19 +17,19 @@ import pytest
 
 from services.product import PAGE_TOKEN_SECRET as PRODUCT_SECRET
 from services.product import SqliteProductStore, product_service
+from services.product.client import ProductClient
 from services.runtime import (
     Client,
     ClientConfig,
-    ProductClient,
     ServerConfig,
     Service,
     SyncClient,
-    UserClient,
     create_server,
     errors,
 )
 from services.user import PAGE_TOKEN_SECRET as USER_SECRET
 from services.user import SqliteUserStore, user_service
+from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 
 _SERVER_ID = re.compile(r"[0-9a-f]{32}")
@@ -128,8 +128,8 @@ async def test_create_product_without_an_id_gets_one_from_the_server(client: Cli
 async def test_sync_client_passes_the_chosen_ids(addresses: dict[str, tuple[str]]) -> None:
     def script() -> tuple[str, str]:
         with SyncClient(ClientConfig(static=addresses, default_timeout_s=5)) as sync:
-            user = sync.users().create_user(email="a@b.cd", display_name="A", user_id="a")
-            product = sync.products().create_product(
+            user = sync.typed(UserClient).create_user(email="a@b.cd", display_name="A", user_id="a")
+            product = sync.typed(ProductClient).create_product(
                 sku="S-1", name="S", price=_PRICE, seller_id=user.id, product_id="s-1"
             )
             return user.id, product.id

@@ -11,13 +11,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.runtime import errors
-from services.runtime._agent import RegistrationAgent
-from services.runtime._channel import build_target, resolve_addresses, split_address
-from services.runtime._client import Client, ClientConfig
-from services.runtime._discovery import RegistryConfig, add_registry_arguments, parse_metadata
-from services.runtime._sync import SyncClient
-from services.runtime.clients import RegistryClient, UserClient
+from services.runtime.agent import RegistrationAgent
+from services.runtime.client._channel import build_target, resolve_addresses, split_address
+from services.runtime.client._client import Client, ClientConfig
+from services.runtime.client._discovery import (
+    RegistryConfig,
+    add_registry_arguments,
+    parse_metadata,
+)
+from services.runtime.client._sync import SyncClient
+from services.runtime.client._typed import RegistryClient
 from services.runtime.ops import format_table, run
+from services.user.client import UserClient
 from tests.client.conftest import REPO, Instance, Registry, StartUsers
 
 
@@ -106,7 +111,7 @@ async def test_sync_client(start_users: StartUsers) -> None:
     def script() -> list[str]:
         config = ClientConfig(static={"user": (instance.address,)})
         with SyncClient(config) as client:
-            users = client.users()
+            users = client.typed(UserClient)
             created = users.create_user(email="a@b.c", display_name="A")
             fetched = users.get_user(created.id)
             revisions = [str(e.revision) for e in users.watch_users(0)]

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from services.runtime._agent import RegistrationAgent
-from services.runtime._client import DEFAULT_CHANNEL_OPTIONS, Client, ClientConfig
-from services.runtime._discovery import RegistryConfig
-from services.runtime._retry import RetrySettings
-from services.runtime.clients import GET_USER
+from services.runtime.agent import RegistrationAgent
+from services.runtime.client._client import DEFAULT_CHANNEL_OPTIONS, Client, ClientConfig
+from services.runtime.client._discovery import RegistryConfig
+from services.runtime.client._retry import RetrySettings
+from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2
 from tests.client.conftest import (
     Instance,

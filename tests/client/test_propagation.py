@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from services.product.client import ProductClient
 from services.runtime import ServerConfig, create_server, errors, request_scope
-from services.runtime._client import Client, ClientConfig
-from services.runtime.clients import ProductClient, UserClient
+from services.runtime.client._client import Client, ClientConfig
+from services.user.client import UserClient
 from tests.client._fakes import FakeProducts, products_service
 from tests.client.conftest import Instance, LoopLag, StartUsers
 

@@ -7,20 +7,21 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool
 
 from services.runtime import errors
-from services.runtime._client import Client, ClientConfig, Connection
-from services.runtime._retry import (
+from services.runtime.client._client import Client, ClientConfig, Connection
+from services.runtime.client._retry import (
     IDEMPOTENT_WRITE,
     KEYED_WRITE,
     NO_RETRY,
     READ,
-    RETRY_TABLE,
     MethodSpec,
     RetrySettings,
     policy_for,
+    retry_table,
 )
-from services.runtime.clients import CREATE_USER, GET_USER, UserClient
+from services.user.client import CREATE_USER, GET_USER, UserClient
 from switchboard.user.v1 import user_pb2, user_service_pb2
 from tests.client.conftest import Instance, LoopLag, StartUsers
 
@@ -47,17 +48,65 @@ async def conn(instance: Instance) -> AsyncIterator[Connection]:
         yield connection
 
 
-def test_every_contract_method_is_in_the_table() -> None:
-    from google.protobuf import descriptor_pool
+# The table the runtime once held by hand; the contracts must now say the same.
+_EXPECTED = {
+    "switchboard.user.v1.UserService": {
+        "CreateUser": KEYED_WRITE, "GetUser": READ, "ListUsers": READ,
+        "UpdateUser": KEYED_WRITE, "DeleteUser": KEYED_WRITE, "WatchUsers": NO_RETRY,
+    },
+    "switchboard.product.v1.ProductService": {
+        "CreateProduct": KEYED_WRITE, "GetProduct": READ, "ListProducts": READ,
+        "UpdateProduct": KEYED_WRITE, "DeleteProduct": KEYED_WRITE,
+        "ReserveStock": KEYED_WRITE, "ReleaseStock": KEYED_WRITE, "WatchProducts": NO_RETRY,
+    },
+    "switchboard.registry.v1.RegistryService": {
+        "Register": IDEMPOTENT_WRITE, "Heartbeat": IDEMPOTENT_WRITE, "KeepAlive": NO_RETRY,
+        "Deregister": IDEMPOTENT_WRITE, "Resolve": READ, "Watch": NO_RETRY,
+        "ListServices": READ,
+    },
+}  # fmt: skip
 
-    pool = descriptor_pool.Default()
-    for service in (
-        "switchboard.user.v1.UserService",
-        "switchboard.product.v1.ProductService",
-        "switchboard.registry.v1.RegistryService",
-    ):
-        for method in pool.FindServiceByName(service).methods:
-            assert f"/{service}/{method.name}" in RETRY_TABLE
+
+@pytest.mark.parametrize("service", sorted(_EXPECTED))
+def test_retry_table_is_computed_from_the_contract(service: str) -> None:
+    descriptor = descriptor_pool.Default().FindServiceByName(service)
+    expected = {f"/{service}/{name}": policy for name, policy in _EXPECTED[service].items()}
+    assert retry_table(descriptor) == expected
+
+
+def test_a_service_the_runtime_never_heard_of_gets_policies_from_its_options() -> None:
+    pool = descriptor_pool.DescriptorPool()
+    file = descriptor_pb2.FileDescriptorProto(name="acme.proto", package="acme.v1")
+    keyed = file.message_type.add(name="Keyed")
+    keyed.field.add(name="request_id", number=1, type=9, label=1)
+    file.message_type.add(name="Plain")
+    service = file.service.add(name="Orders")
+    levels = descriptor_pb2.MethodOptions
+    for name, request, level, streams in [
+        ("Get", "Plain", levels.NO_SIDE_EFFECTS, False),
+        ("Put", "Plain", levels.IDEMPOTENT, False),
+        ("Create", "Keyed", levels.IDEMPOTENCY_UNKNOWN, False),
+        ("Poke", "Plain", levels.IDEMPOTENCY_UNKNOWN, False),
+        ("Follow", "Plain", levels.NO_SIDE_EFFECTS, True),
+    ]:
+        method = service.method.add(name=name, input_type=f".acme.v1.{request}")
+        method.output_type = ".acme.v1.Plain"
+        method.server_streaming = streams
+        method.options.idempotency_level = level
+    pool.Add(file)
+    table = retry_table(pool.FindServiceByName("acme.v1.Orders"))
+    assert table == {
+        "/acme.v1.Orders/Get": READ,
+        "/acme.v1.Orders/Put": IDEMPOTENT_WRITE,
+        "/acme.v1.Orders/Create": KEYED_WRITE,
+        "/acme.v1.Orders/Poke": NO_RETRY,
+        "/acme.v1.Orders/Follow": NO_RETRY,
+    }
+
+
+def test_health_check_is_a_read() -> None:
+    assert policy_for("/grpc.health.v1.Health/Check") is READ
+    assert policy_for("/grpc.health.v1.Health/Watch") is NO_RETRY
 
 
 def test_policies_by_kind_of_method() -> None:

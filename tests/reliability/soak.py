@@ -35,8 +35,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.runtime import Client, ClientConfig, ProductClient, RegistryConfig, UserClient
+from services.product.client import ProductClient
+from services.runtime import Client, ClientConfig, RegistryConfig
 from services.runtime import RetrySettings as Retry
+from services.user.client import UserClient
 from tests.reliability._support.load import Load, LoadStats
 from tests.reliability._support.platform import Platform, start_platform
 from tests.reliability._support.procs import Launcher, Proc

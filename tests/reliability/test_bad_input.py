@@ -29,10 +29,10 @@ from tests.reliability._support.contracts import (
     encode_at,
     string_paths,
 )
+from tests.reliability._support.garbage import platform_state, seed
 from tests.reliability._support.platform import Platform, start_platform
 from tests.reliability._support.procs import Launcher
 from tests.reliability._support.rawh2 import RawH2
-from tests.reliability.test_garbage import platform_state, seed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

@@ -23,7 +23,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from services.runtime import ProductClient, UserClient
+from services.product.client import ProductClient
+from services.user.client import UserClient
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
 from tests.reliability._support.load import Load

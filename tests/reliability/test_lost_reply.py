@@ -19,13 +19,9 @@ import grpc
 import grpc.aio
 import pytest
 
-from services.runtime import (
-    Client,
-    ClientConfig,
-    ProductClient,
-    RetrySettings,
-    UserClient,
-)
+from services.product.client import ProductClient
+from services.runtime import Client, ClientConfig, RetrySettings
+from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us

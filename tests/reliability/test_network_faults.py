@@ -23,14 +23,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from services.runtime import (
-    Client,
-    ClientConfig,
-    DeadlineExceeded,
-    RetrySettings,
-    Unavailable,
-    UserClient,
-)
+from services.runtime import Client, ClientConfig, DeadlineExceeded, RetrySettings, Unavailable
+from services.user.client import UserClient
 from switchboard.user.v1 import user_service_pb2 as us
 from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.proxy import FaultProxy

@@ -25,7 +25,9 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
-from services.runtime import ProductClient, RegistrationAgent, RegistryConfig, UserClient
+from services.product.client import ProductClient
+from services.runtime import RegistrationAgent, RegistryConfig
+from services.user.client import UserClient
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc

@@ -8,7 +8,7 @@ import grpc.aio
 import pytest
 
 from services.runtime import HealthServicer, ServerConfig, create_server, set_health_status
-from services.runtime._server import SERVING
+from services.runtime.server._build import SERVING
 from tests.runtime._support import build_service
 
 MAX_RECEIVE = 64 * 1024

@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-
 from grpc_health.v1 import health_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from services.runtime import Internal, InvalidArgument, NotFound, from_rpc_error
-from services.runtime._interceptors import incoming_request_id
+from services.runtime.server._wrapper import incoming_request_id
 from tests.runtime._support import (
     SECRET,
     bidi,

@@ -12,7 +12,7 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from services.runtime import ServerConfig, Service, create_server
-from services.runtime._reflection import (
+from services.runtime.server._reflection import (
     REFLECTION_SERVICE_NAMES,
     V1_SERVICE_NAME,
     V1ALPHA_SERVICE_NAME,

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped, unused-ign
 )
 
 from services.runtime import BindError, ServerConfig, Service, create_server
-from services.runtime._server import server_options
+from services.runtime.server._build import server_options
 from tests.runtime._certs import make_pki
 from tests.runtime._support import SERVICE_NAME, build_service, unary
 

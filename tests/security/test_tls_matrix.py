@@ -24,8 +24,8 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from tests.reliability._support.garbage import probes, send_garbage
 from tests.reliability._support.procs import REPO, Launcher, Proc
-from tests.reliability.test_garbage import probes, send_garbage
 from tests.security._pki import Pki
 
 pytestmark = pytest.mark.e2e

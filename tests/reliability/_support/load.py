@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from services.runtime import ProductClient, SwitchboardError, UserClient
+from services.product.client import ProductClient
+from services.runtime import SwitchboardError
+from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 
 __all__ = ["Load", "LoadStats"]

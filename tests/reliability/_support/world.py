@@ -31,9 +31,10 @@ from google.protobuf.message import Message
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from services.product import PAGE_TOKEN_SECRET as PRODUCT_SECRET
 from services.product import SqliteProductStore, UserServiceSellers, product_service
-from services.runtime import Client, ClientConfig, ServerConfig, UserClient, create_server
+from services.runtime import Client, ClientConfig, ServerConfig, create_server
 from services.user import PAGE_TOKEN_SECRET as USER_SECRET
 from services.user import SqliteUserStore, user_service
+from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as ps
 from switchboard.registry.v1 import instance_pb2

@@ -13,10 +13,10 @@ or a hook hangs.
 Example (a binary's ``__main__``)::
 
     def main(argv: list[str] | None = None) -> None:
-        parser = argparse.ArgumentParser(prog="user-service")
+        parser = argparse.ArgumentParser(prog="greeter")
         add_server_arguments(parser, default_port=50052)
         config = parse_server_config(parser, argv)
-        run_main(lambda: serve([user_service()], config), log_level=config.log_level)
+        run_main(lambda: serve([greeter_service()], config), log_level=config.log_level)
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from typing import NoReturn, Protocol
 
 import grpc.aio
 
-from services.runtime._server import (
+from services.runtime.config import ConfigError, ServerConfig
+from services.runtime.server._build import (
     NOT_SERVING,
     SERVING,
     BindError,
@@ -40,7 +41,6 @@ from services.runtime._server import (
     create_server,
     set_health_status,
 )
-from services.runtime.config import ConfigError, ServerConfig
 
 __all__ = ["Lifecycle", "configure_logging", "run_main", "serve"]
 

@@ -12,7 +12,7 @@ a grace period). New calls always take the current channel.
 
 Example::
 
-    holder = ChannelHolder("user")
+    holder = ChannelHolder("greeter")
     await holder.update(["127.0.0.1:5001", "127.0.0.1:5002"])
     holder.live.target      # "ipv4:127.0.0.1:5001,127.0.0.1:5002"
     await holder.close()
@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from services.runtime._retry import MethodSpec
+from services.runtime.client._retry import MethodSpec
 
 __all__ = [
     "ChannelHolder",

@@ -1,21 +1,21 @@
 """Calling a service by name: discovery, one balanced channel, deadlines and retries.
 
-A :class:`Client` is made once per process. ``await client.connect("user")``
+A :class:`Client` is made once per process. ``await client.connect("greeter")``
 returns the service's :class:`Connection`: it resolves the name through the
 registry (then follows its Watch), or uses static addresses, or both (static
 ones stand in while the registry knows no instance). Every call has a
 deadline (default 5 s, never later than the deadline of the call being
 handled, minus a margin), carries the handled call's ``x-request-id``, and is
-retried per :data:`~services.runtime._retry.RETRY_TABLE` within that deadline.
+retried as its contract declares (see :mod:`services.runtime.client._retry`) within that deadline.
 Failures surface as :mod:`services.runtime.errors` types; a spent deadline is
 always :class:`~services.runtime.errors.DeadlineExceeded`.
 
 Example::
 
     async with Client(ClientConfig(registry=RegistryConfig(("127.0.0.1:50051",)))) as client:
-        users = await client.connect("user")
-        reply = await users.call("/switchboard.user.v1.UserService/GetUser",
-                                 GetUserRequest(id="u1"), timeout_s=2.0)
+        greeter = await client.connect("greeter")
+        reply = await greeter.call("/helloworld.Greeter/SayHello",
+                                   HelloRequest(name="Ada"), timeout_s=2.0)
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from typing import Any, TypeVar, overload
 import grpc
 from google.protobuf.message import Message
 
-from services.runtime import _context, errors
-from services.runtime._channel import ChannelHolder
-from services.runtime._discovery import RegistryConfig, ServiceWatcher
-from services.runtime._retry import (
+from services.runtime import context as _context
+from services.runtime import errors
+from services.runtime.client._channel import ChannelHolder
+from services.runtime.client._discovery import RegistryConfig, ServiceWatcher
+from services.runtime.client._retry import (
     MethodSpec,
     RetrySettings,
     describe,
@@ -80,7 +81,7 @@ class ClientConfig:
     ``static`` maps a service name to addresses used with no registry, or while
     the registry knows no instance. Example::
 
-        ClientConfig(static={"user": ("127.0.0.1:5001", "127.0.0.1:5002")}, default_timeout_s=2)
+        ClientConfig(static={"greeter": ("127.0.0.1:5001", "127.0.0.1:5002")}, default_timeout_s=2)
     """
 
     registry: RegistryConfig = field(default_factory=RegistryConfig)
@@ -368,8 +369,8 @@ class Client:
     Example::
 
         async with Client.from_env() as client:
-            users = UserClient(await client.connect("user"))
-            user = await users.get_user("u1")
+            greeter = GreeterClient(await client.connect("greeter"))
+            reply = await greeter.say_hello("ada")
     """
 
     def __init__(self, config: ClientConfig | None = None) -> None:

@@ -5,8 +5,8 @@ factory the binaries use.
 
 Example::
 
-    service = Service(UserServicer(), user_service_pb2_grpc.add_UserServiceServicer_to_server,
-                      "switchboard.user.v1.UserService")
+    service = Service(GreeterServicer(), helloworld_pb2_grpc.add_GreeterServicer_to_server,
+                      "helloworld.Greeter")
     server, port = create_server([service], ServerConfig())   # port 0 -> a free port
     await server.start()
 """
@@ -29,9 +29,9 @@ from grpc_health.v1._async import (  # type: ignore[import-untyped, unused-ignor
     HealthServicer,
 )
 
-from services.runtime._interceptors import default_interceptors
-from services.runtime._reflection import REFLECTION_SERVICE_NAMES, add_reflection
 from services.runtime.config import ServerConfig
+from services.runtime.server._reflection import REFLECTION_SERVICE_NAMES, add_reflection
+from services.runtime.server._wrapper import default_interceptors
 
 __all__ = [
     "HEALTH_SERVICE_NAME",
@@ -68,8 +68,8 @@ class Service:
 
     Example::
 
-        Service(UserServicer(), add_UserServiceServicer_to_server,
-                "switchboard.user.v1.UserService")
+        Service(GreeterServicer(), add_GreeterServicer_to_server,
+                "helloworld.Greeter")
     """
 
     servicer: Any

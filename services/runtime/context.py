@@ -5,7 +5,7 @@ inside the handler (and outgoing client calls it makes) reads them.
 
 Example::
 
-    async def GetProduct(self, request, context):
+    async def SayHello(self, request, context):
         log.info("get %s (request %s)", request.name, current_request_id())
         timeout = remaining_time()          # None when the caller set no deadline
 """

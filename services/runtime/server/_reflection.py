@@ -10,8 +10,8 @@ the default descriptor pool for every other file (grpc.health.v1, reflection).
 
 Example::
 
-    add_reflection(server, ["switchboard.user.v1.UserService", HEALTH_SERVICE_NAME])
-    # grpcurl -plaintext HOST:PORT describe switchboard.user.v1.UserService  -> with comments
+    add_reflection(server, ["helloworld.Greeter", HEALTH_SERVICE_NAME])
+    # grpcurl -plaintext HOST:PORT describe helloworld.Greeter  -> with comments
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def contract_descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     file is missing from the installed ``switchboard`` package.
 
     Example: ``[f.name for f in contract_descriptor_set().file]`` lists
-    ``switchboard/user/v1/user.proto`` among others.
+    ``helloworld/helloworld.proto`` among others.
     """
     resource = files("switchboard") / _DESCRIPTOR_SET
     try:
@@ -79,7 +79,7 @@ class DescriptorSource:
     Example::
 
         source = DescriptorSource(contract_descriptor_set())
-        source.closure(source.file_containing_symbol("switchboard.user.v1.UserService"))
+        source.closure(source.file_containing_symbol("helloworld.Greeter"))
     """
 
     def __init__(
@@ -199,7 +199,7 @@ def _default_source() -> DescriptorSource:
 class ReflectionServicer:
     """Answers ``ServerReflectionInfo`` streams for ``service_names``, v1 and v1alpha alike.
 
-    Example: ``ReflectionServicer(["switchboard.user.v1.UserService"]).answer(request)``.
+    Example: ``ReflectionServicer(["helloworld.Greeter"]).answer(request)``.
     """
 
     def __init__(
@@ -248,7 +248,7 @@ class ReflectionServicer:
 def add_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
     """Serve reflection v1 and v1alpha on ``server``; both list ``service_names`` and themselves.
 
-    Example: ``add_reflection(server, ["switchboard.user.v1.UserService"])``.
+    Example: ``add_reflection(server, ["helloworld.Greeter"])``.
     """
     servicer = ReflectionServicer([*service_names, *REFLECTION_SERVICE_NAMES])
     handlers = {

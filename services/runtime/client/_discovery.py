@@ -11,7 +11,7 @@ a restarted or different registry replica can never leave a gap.
 Example::
 
     config = RegistryConfig.from_env()          # SWITCHBOARD_REGISTRY=127.0.0.1:50051
-    watcher = ServiceWatcher(registry_conn, "user", on_change=conn.set_discovered)
+    watcher = ServiceWatcher(registry_conn, "greeter", on_change=conn.set_discovered)
     watcher.start()
     await watcher.wait_synced(2.0)
 """
@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from services.runtime import errors
-from services.runtime._retry import MethodSpec, full_jitter
+from services.runtime.client._retry import MethodSpec, full_jitter
 from services.runtime.config import Option, add_options, read_options
 from switchboard.registry.v1 import instance_pb2, registry_service_pb2
 
 if TYPE_CHECKING:
-    from services.runtime._client import Connection
+    from services.runtime.client._client import Connection
 
 __all__ = [
     "REGISTRY_SERVICE",

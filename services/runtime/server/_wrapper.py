@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 import grpc
 import grpc.aio
 
-from services.runtime._context import REQUEST_ID_KEY, bind_call, new_request_id
+from services.runtime.context import REQUEST_ID_KEY, bind_call, new_request_id
 from services.runtime.errors import (
     Internal,
     InvalidArgument,

@@ -9,9 +9,9 @@ is the async client's.
 Example::
 
     with SyncClient(ClientConfig.from_env()) as client:
-        users = client.users()
-        user = users.create_user(email="ada@example.com", display_name="Ada")
-        print(users.get_user(user.id).display_name)
+        greeter = client.typed(GreeterClient)     # from services.greeter.client
+        reply = greeter.say_hello(name="Ada")
+        print(reply.message)
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from services.runtime._client import Client, ClientConfig
-from services.runtime.clients import ProductClient, RegistryClient, UserClient
+from services.runtime.client._client import Client, ClientConfig
+from services.runtime.client._typed import RegistryClient, TypedClient
 
 __all__ = ["SyncClient", "SyncProxy"]
 
 T = TypeVar("T")
 W = TypeVar("W")
+C = TypeVar("C", bound=TypedClient)
 
 
 class SyncClient:
@@ -64,7 +65,7 @@ class SyncClient:
         self, service: str, method: str, request: Message, *, timeout_s: float | None = None
     ) -> Any:
         """One unary call by full method name. Example:
-        ``client.call("user", "/switchboard.user.v1.UserService/GetUser", req)``."""
+        ``client.call("greeter", "/helloworld.Greeter/SayHello", req)``."""
         return self.run(self._call(service, method, request, timeout_s))
 
     async def _call(
@@ -73,13 +74,9 @@ class SyncClient:
         conn = await self._client.connect(service)
         return await conn.call(method, request, timeout_s=timeout_s)
 
-    def users(self) -> SyncProxy[UserClient]:
-        """The user service's typed client, blocking."""
-        return SyncProxy(self.run(UserClient.connect(self._client)), self)
-
-    def products(self) -> SyncProxy[ProductClient]:
-        """The product service's typed client, blocking."""
-        return SyncProxy(self.run(ProductClient.connect(self._client)), self)
+    def typed(self, client_type: type[C]) -> SyncProxy[C]:
+        """A service's typed client, blocking. Example: ``client.typed(GreeterClient)``."""
+        return SyncProxy(self.run(client_type.connect(self._client)), self)
 
     def registry(self) -> SyncProxy[RegistryClient]:
         """The registry's read client, blocking."""
@@ -111,7 +108,7 @@ class SyncClient:
 class SyncProxy(Generic[W]):
     """Wraps an async object: coroutine methods block, async-iterator methods yield.
 
-    Example: ``SyncProxy(user_client, sync_client).get_user("u1")``.
+    Example: ``SyncProxy(greeter_client, sync_client).say_hello("ada")``.
     """
 
     def __init__(self, wrapped: W, owner: SyncClient) -> None:

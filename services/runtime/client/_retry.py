@@ -1,12 +1,16 @@
 """Which calls may be retried, and the retry loop that runs only after a first failure.
 
-Retry behaviour is declared per method, as data, in :data:`RETRY_TABLE` (the
-role googleapis' ``*_grpc_service_config.json`` plays): a method is a *read*
-(safe to repeat), a *keyed write* (repeated safely only with a request_id, which
-the client fills in when the caller gave none), an *idempotent write* (repeating
-it has the same effect, e.g. Register replaces by instance id) or *not retried*
-(streams, unknown methods). gRPC's own retryPolicy stays off: this module is the
-only place that retries.
+Retry behaviour is declared per method in the contracts themselves, not in
+this runtime: protobuf's standard method option ``idempotency_level`` says
+``NO_SIDE_EFFECTS`` (a *read*, safe to repeat) or ``IDEMPOTENT`` (an
+*idempotent write*: repeating it has the same effect, e.g. Register replaces
+by instance id); a unary method whose request has a ``request_id`` field is a
+*keyed write* (repeated safely only under that idempotency key, which the
+client fills in when the caller gave none); streams and everything else are
+*not retried*. :func:`retry_table` computes the table for a service from its
+descriptor, so a service this runtime has never heard of gets the right
+policy. gRPC's own retryPolicy stays off: this module is the only place that
+retries.
 
 Retryable statuses:
 
@@ -30,7 +34,7 @@ The common path never builds a tenacity object: the client makes the first
 attempt itself and calls :func:`retry_after_failure` only when that attempt
 failed with a retryable status. Example::
 
-    spec = MethodSpec.of("/switchboard.user.v1.UserService/GetUser")
+    spec = MethodSpec.of("/helloworld.Greeter/SayHello")
     spec.policy is READ          # True
 """
 
@@ -45,7 +49,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import grpc
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
 from tenacity import (
@@ -64,7 +69,7 @@ __all__ = [
     "KEYED_WRITE",
     "NO_RETRY",
     "READ",
-    "RETRY_TABLE",
+    "IDEMPOTENCY_KEY_FIELD",
     "MethodSpec",
     "RetryPolicy",
     "RetrySettings",
@@ -73,7 +78,9 @@ __all__ = [
     "is_retryable",
     "map_error",
     "policy_for",
+    "policy_of",
     "retry_after_failure",
+    "retry_table",
 ]
 
 log = logging.getLogger("services.runtime.client")
@@ -112,53 +119,63 @@ IDEMPOTENT_WRITE = RetryPolicy(
 )
 NO_RETRY = RetryPolicy("no_retry", frozenset())
 
+IDEMPOTENCY_KEY_FIELD = "request_id"
+"""The request field that makes a write safe to retry: the server applies one key once.
 
-def _table(service: str, **methods: RetryPolicy) -> dict[str, RetryPolicy]:
-    return {f"/{service}/{name}": policy for name, policy in methods.items()}
-
-
-RETRY_TABLE: Mapping[str, RetryPolicy] = {
-    **_table(
-        "switchboard.user.v1.UserService",
-        CreateUser=KEYED_WRITE,
-        GetUser=READ,
-        ListUsers=READ,
-        UpdateUser=KEYED_WRITE,
-        DeleteUser=KEYED_WRITE,
-        WatchUsers=NO_RETRY,  # a stream: the caller resumes from its last revision
-    ),
-    **_table(
-        "switchboard.product.v1.ProductService",
-        CreateProduct=KEYED_WRITE,
-        GetProduct=READ,
-        ListProducts=READ,
-        UpdateProduct=KEYED_WRITE,
-        DeleteProduct=KEYED_WRITE,
-        ReserveStock=KEYED_WRITE,
-        ReleaseStock=KEYED_WRITE,
-        WatchProducts=NO_RETRY,
-    ),
-    **_table(
-        "switchboard.registry.v1.RegistryService",
-        Register=IDEMPOTENT_WRITE,  # same instance id replaces the entry
-        Heartbeat=IDEMPOTENT_WRITE,
-        KeepAlive=NO_RETRY,
-        Deregister=IDEMPOTENT_WRITE,  # a repeat answers NOT_FOUND, which callers ignore
-        Resolve=READ,
-        Watch=NO_RETRY,
-        ListServices=READ,
-    ),
-    **_table("grpc.health.v1.Health", Check=READ, Watch=NO_RETRY),
-}
-"""Retry policy per full method name; a method not listed is not retried."""
+Not to be confused with the ``x-request-id`` header, which traces a call
+(see :mod:`services.runtime.context`) and is new for every call."""
 
 
-def policy_for(method: str) -> RetryPolicy:
-    """The retry policy of a full method name (``NO_RETRY`` when not in the table).
+# Contracts this runtime speaks but did not write, so they carry no idempotency option.
+_UNANNOTATED: Mapping[str, RetryPolicy] = {"/grpc.health.v1.Health/Check": READ}
+_LEVELS = descriptor_pb2.MethodOptions.IdempotencyLevel
 
-    Example: ``policy_for("/switchboard.user.v1.UserService/GetUser") is READ``.
+
+def policy_of(method: MethodDescriptor) -> RetryPolicy:
+    """The retry policy a contract declares for one method.
+
+    Streams are never retried (the caller resumes from its last revision);
+    ``idempotency_level = NO_SIDE_EFFECTS`` makes a read, ``IDEMPOTENT`` an
+    idempotent write; a unary method whose request has a ``request_id`` field
+    is a keyed write (retried under one idempotency key); anything else is not
+    retried.
+
+    Example: ``policy_of(Greeter.methods_by_name["SayHello"]) is READ``.
     """
-    return RETRY_TABLE.get(method, NO_RETRY)
+    if method.client_streaming or method.server_streaming:
+        return NO_RETRY
+    level = method.GetOptions().idempotency_level
+    if level == _LEVELS.NO_SIDE_EFFECTS:
+        return READ
+    if level == _LEVELS.IDEMPOTENT:
+        return IDEMPOTENT_WRITE
+    if IDEMPOTENCY_KEY_FIELD in method.input_type.fields_by_name:
+        return KEYED_WRITE
+    return NO_RETRY
+
+
+def retry_table(service: ServiceDescriptor) -> dict[str, RetryPolicy]:
+    """Every method of ``service`` with its policy: the retry table, computed from the contract.
+
+    Example: ``retry_table(greeter)["/helloworld.Greeter/SayHello"] is READ``.
+    """
+    table = {f"/{service.full_name}/{m.name}": policy_of(m) for m in service.methods}
+    return {path: _UNANNOTATED.get(path, policy) for path, policy in table.items()}
+
+
+@functools.cache
+def policy_for(method: str) -> RetryPolicy:
+    """The retry policy of a full method name, from the loaded contracts (cached).
+
+    ``NO_RETRY`` for a method no loaded contract defines.
+    Example: ``policy_for("/helloworld.Greeter/SayHello") is READ``.
+    """
+    service_name, _, method_name = method.lstrip("/").partition("/")
+    try:
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+    except KeyError:
+        return NO_RETRY
+    return retry_table(service).get(method, NO_RETRY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +184,7 @@ class MethodSpec(Generic[ReqT, RespT]):
 
     Example::
 
-        GET_USER = MethodSpec.of("/switchboard.user.v1.UserService/GetUser")
+        GET_USER = MethodSpec.of("/helloworld.Greeter/SayHello")
         GET_USER.response_type        # GetUserResponse
     """
 
@@ -194,7 +211,10 @@ class MethodSpec(Generic[ReqT, RespT]):
 
 def _effective(policy: RetryPolicy, request_type: type[Message]) -> RetryPolicy:
     """A keyed write whose request has no ``request_id`` field cannot be retried safely."""
-    if policy.needs_request_id and "request_id" not in request_type.DESCRIPTOR.fields_by_name:
+    if (
+        policy.needs_request_id
+        and IDEMPOTENCY_KEY_FIELD not in request_type.DESCRIPTOR.fields_by_name
+    ):
         return NO_RETRY
     return policy
 

@@ -12,8 +12,8 @@ instances is no stampede. The server keeps serving whatever the registry does.
 
 Example::
 
-    agent = RegistrationAgent.for_server("user", server_config, RegistryConfig.from_env())
-    await serve([user_service], server_config, hooks=[agent])
+    agent = RegistrationAgent.for_server("greeter", server_config, RegistryConfig.from_env())
+    await serve([greeter_service], server_config, hooks=[agent])
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from google.protobuf import duration_pb2
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from services.runtime import errors
-from services.runtime._client import Connection, open_registry
-from services.runtime._discovery import REGISTRY_SERVICE, RegistryConfig
-from services.runtime._retry import NO_RETRY, MethodSpec, full_jitter
+from services.runtime.client._client import Connection, open_registry
+from services.runtime.client._discovery import REGISTRY_SERVICE, RegistryConfig
+from services.runtime.client._retry import NO_RETRY, MethodSpec, full_jitter
 from services.runtime.config import ServerConfig
 from switchboard.registry.v1 import instance_pb2, registry_service_pb2
 
@@ -77,7 +77,7 @@ class RegistrationAgent:
 
     Example::
 
-        agent = RegistrationAgent("user", RegistryConfig(("127.0.0.1:50051",)),
+        agent = RegistrationAgent("greeter", RegistryConfig(("127.0.0.1:50051",)),
                                   advertise_host="127.0.0.1", version="1.2.0")
         await agent.started(port)   # ...serve...   await agent.stopping()
     """

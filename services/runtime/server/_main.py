@@ -8,13 +8,13 @@ one is configured; serve until SIGTERM and exit 0 (see :func:`run_main`).
 :func:`run_service` is that shape; the service brings its store and its
 ``serve`` coroutine.
 
-Example (``services/user/__main__.py``)::
+Example (``services/greeter/__main__.py``)::
 
     def main(argv: Sequence[str] | None = None) -> NoReturn:
         run_service(
-            name="user",
+            name="greeter",
             default_port=50052,
-            database_file="user.db",
+            database_file="greeter.db",
             open_store=SqliteUserStore.open,
             serve=lambda store, setup: run(store, setup.server, setup.hooks),
             argv=argv,
@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from services.runtime._agent import RegistrationAgent
-from services.runtime._client import ClientConfig
-from services.runtime._discovery import RegistryConfig, add_registry_arguments
-from services.runtime._serve import Lifecycle, run_main
+from services.runtime.agent import RegistrationAgent
+from services.runtime.client._client import ClientConfig
+from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
 from services.runtime.config import ConfigError, ServerConfig, add_server_arguments
+from services.runtime.server._lifecycle import Lifecycle, run_main
 from services.runtime.storage import DATA_DIR_ENV, MigrationError, resolve_data_dir
 
 __all__ = ["ListeningHook", "ServiceSetup", "run_service", "service_parser"]
@@ -70,7 +70,7 @@ class ListeningHook:
     runs ``on_stopping`` (e.g. ending the store's watch streams, which would hold up the drain).
 
     The log line is what scripts and tests read to learn the port when
-    listening on port 0. Example: ``ListeningHook("user", config, store.end_watches)``.
+    listening on port 0. Example: ``ListeningHook("greeter", config, store.end_watches)``.
     """
 
     def __init__(
@@ -95,7 +95,7 @@ class ListeningHook:
 
 def service_parser(name: str, default_port: int, database_file: str) -> argparse.ArgumentParser:
     """The command line of ``python -m services.<name>``: server and registry flags,
-    ``--data-dir``. Example: ``service_parser("user", 50052, "user.db").parse_args([])``."""
+    ``--data-dir``. Example: ``service_parser("greeter", 50052, "greeter.db").parse_args([])``."""
     parser = argparse.ArgumentParser(
         prog=f"python -m services.{name}", description=f"Switchboard {name} service"
     )
