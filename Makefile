@@ -23,7 +23,9 @@ include mk/soak.mk
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@if [ -t 1 ]; then on=$$'\033[36m'; off=$$'\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
+	  /^[a-zA-Z_-]+:.*## / {printf "  %s%-28s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 # The venv is rebuilt only when pyproject.toml changes: the stamp records the last install.
 $(STAMP): pyproject.toml
@@ -81,6 +83,13 @@ test: $(STAMP) ## Create the venv if needed, then run every test
 run: $(STAMP) ## Create the venv if needed, then start the platform in the foreground
 	$(PY) -m services.runtime.supervisor
 
+DATA_DIR ?= var
+
+.PHONY: reset-data
+reset-data: ## Delete the services' data (DATA_DIR, default ./var); keeps the venv and tools
+	rm -rf -- "$(DATA_DIR)"
+	@echo "removed $(DATA_DIR): the next 'make run' starts with empty services"
+
 .PHONY: clean
-clean: ## Remove the venv and caches (generated/ is committed and kept)
+clean: ## Remove the venv, caches and data (generated/ is committed and kept)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

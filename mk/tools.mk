@@ -72,9 +72,11 @@ $(TOOLS_STAMPS) $(TOOLS_BIN):
 # $(call tools_go_install,NAME,PACKAGE,VERSION[,LDFLAGS]) -> stamp .tools/stamps/NAME-VERSION
 define tools_go_install
 $(TOOLS_STAMPS)/$(1)-$(3): | $(TOOLS_STAMPS) $(TOOLS_BIN)
-	@echo "install $(1) $(3)"
+	@echo "install $(1) $(3): building from the Go module proxy (about a minute the first time)"
 	@rm -f $(TOOLS_STAMPS)/$(1)-v*
-	$(TOOLS_GOENV) go install -trimpath -ldflags='-s -w $(4)' $(2)@$(3)
+	@log=$(TOOLS_DIR)/$(1).install.log; \
+	if ! $(TOOLS_GOENV) go install -trimpath -ldflags='-s -w $(4)' $(2)@$(3) >"$$$$log" 2>&1; then \
+	  cat "$$$$log" >&2; echo "install $(1) $(3) failed (log: $$$$log)" >&2; exit 1; fi
 	@test -x $(TOOLS_BIN)/$(1)
 	@touch $$@
 endef

@@ -16,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -25,20 +24,30 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 __all__ = [
+    "BadValue",
     "ConfigError",
+    "LOG_LEVELS",
     "Option",
     "ServerConfig",
     "add_options",
     "add_server_arguments",
+    "parse_address",
     "parse_server_config",
+    "parse_switch",
     "read_options",
 ]
 
 MIB = 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+"""The levels ``--log-level`` accepts (help and error name the same list)."""
 KIB = 1024
 ENV_PREFIX = "SWITCHBOARD_"
 _DEFAULT_LISTEN_DEST = "switchboard_default_listen"
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+
+
+class BadValue(argparse.ArgumentTypeError, ValueError):
+    """A flag or variable value that does not parse; argparse shows its message as is."""
 
 
 class ConfigError(ValueError):
@@ -74,8 +83,10 @@ class ServerConfig:
         _split_listen(self.listen)
         _check_limits(self)
         _check_tls(self)
-        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
-            raise ConfigError(f"invalid --log-level {self.log_level!r}: use DEBUG, INFO, WARNING")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(
+                f"invalid --log-level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}"
+            )
 
     @property
     def host(self) -> str:
@@ -150,6 +161,15 @@ class Option(NamedTuple):
     help: str
     flag: str = ""
     env: str = ""
+    switch: bool = False  # a yes/no setting: the bare flag means yes
+
+    @classmethod
+    def yes_no(cls, field: str, help: str, *, flag: str = "", env: str = "") -> Option:
+        """A switch: ``--flag`` alone turns it on, ``--flag=false`` off; env ``1``/``0``.
+
+        Example: ``Option.yes_no("tls", "dial the registry over TLS", flag="--registry-tls")``.
+        """
+        return cls(field, parse_switch, help, flag, env, switch=True)
 
     @property
     def flag_name(self) -> str:
@@ -174,13 +194,15 @@ def add_options(
     group = parser.add_argument_group(title, f"each flag also reads {ENV_PREFIX}<FLAG>")
     for option in options:
         shown = "" if defaults is None else f"; default {defaults.get(option.field)}"
+        extra: dict[str, Any] = {"nargs": "?", "const": True} if option.switch else {}
         group.add_argument(
             option.flag_name,
             dest=option.field,
             type=option.parse,
             default=None,
-            metavar=option.field.split("_")[-1].upper(),
+            metavar="yes|no" if option.switch else option.field.split("_")[-1].upper(),
             help=f"{option.help} (env {option.env_name}{shown})",
+            **extra,
         )
 
 
@@ -215,7 +237,7 @@ _OPTIONS: tuple[Option, ...] = (
     Option("min_ping_interval_s", float, "a client pinging more often than this gets GOAWAY"),
     Option("max_metadata_bytes", int, "largest request metadata (headers) accepted"),
     Option("grace_s", float, "seconds in-flight calls get to finish on SIGTERM"),
-    Option("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+    Option("log_level", str, f"one of {', '.join(LOG_LEVELS)}"),
 )
 
 
@@ -255,6 +277,32 @@ def _lookup(option: Option, ns: argparse.Namespace, env: Mapping[str, str]) -> A
         return option.parse(raw)
     except ValueError as err:
         raise ConfigError(f"invalid {option.env_name}={raw!r}: {err}") from None
+
+
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off"})
+
+
+def parse_switch(text: str) -> bool:
+    """``yes/no``, ``true/false``, ``on/off``, ``1/0`` → bool; ValueError for anything else.
+
+    Example: ``parse_switch("on") is True``.
+    """
+    word = text.strip().lower()
+    if word in _YES or word in _NO:
+        return word in _YES
+    raise BadValue(f"expected yes or no (true/false, on/off, 1/0), not {text!r}")
+
+
+def parse_address(text: str) -> str:
+    """A ``host:port`` (or ``[v6]:port``) to dial; ValueError naming the fix when malformed.
+
+    Example: ``parse_address("registry.internal:50051")``.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise BadValue(f"{text!r} is not host:port (for example 127.0.0.1:50051)")
+    return text.strip()
 
 
 def _split_listen(listen: str) -> tuple[str, int]:

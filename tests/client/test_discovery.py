@@ -117,8 +117,23 @@ async def test_unknown_service_fails_as_unavailable_within_deadline(registry: Re
     async with Client(client_config(registry)) as client:
         conn = await client.connect("nobody")
         assert conn.addresses == ()
-        with pytest.raises(errors.Unavailable):
+        with pytest.raises(errors.Unavailable) as caught:
             await conn.call(GET_USER, REQUEST, timeout_s=0.5)
+    assert f"the registry ({registry.address}) lists no live instance of it" in str(caught.value)
+
+
+async def test_an_unreachable_registry_is_named_with_the_refusal(registry: Registry) -> None:
+    from services.runtime import errors
+
+    address = registry.address
+    await registry.stop()  # configured, but nobody is there
+    async with Client(client_config(registry, connect_timeout_s=0.2)) as client:
+        conn = await client.connect("user")
+        with pytest.raises(errors.Unavailable) as caught:
+            await conn.call(GET_USER, REQUEST, timeout_s=1.0)
+    message = str(caught.value)
+    assert f"no instance of user is known: the registry ({address}) could not be asked" in message
+    assert "Connection refused" in message, message
 
 
 @pytest.mark.e2e

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from services.runtime import RegistryConfig, add_registry_arguments
 from services.runtime.config import (
     _OPTIONS,
+    LOG_LEVELS,
     ConfigError,
     ServerConfig,
     add_server_arguments,
@@ -110,3 +112,46 @@ def test_addresses() -> None:
     assert ServerConfig(advertise_host="svc.local").advertise_address(1) == "svc.local:1"
     assert ServerConfig(listen="[::1]:0").advertise_address(1) == "[::1]:1"
     assert ServerConfig(listen="0.0.0.0:0").advertise_address(1) != "0.0.0.0:1"
+
+
+def _registry_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svc", exit_on_error=False)
+    add_registry_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    ("argv", "tls"),
+    [
+        ([], False),
+        (["--registry-tls"], True),
+        (["--registry-tls=no"], False),
+        (["--registry-tls", "on"], True),
+    ],
+)
+def test_a_yes_no_flag_is_a_switch(argv: list[str], tls: bool) -> None:
+    ns = _registry_parser().parse_args(["--registry", "127.0.0.1:50051", *argv])
+    assert RegistryConfig.from_args(ns, {}).tls is tls
+
+
+def test_a_yes_no_value_that_is_neither_is_refused() -> None:
+    with pytest.raises(argparse.ArgumentError, match="expected yes or no"):
+        _registry_parser().parse_args(["--registry-tls=maybe"])
+    with pytest.raises(ConfigError, match="SWITCHBOARD_REGISTRY_TLS='maybe'"):
+        RegistryConfig.from_env({"SWITCHBOARD_REGISTRY_TLS": "maybe"})
+
+
+@pytest.mark.parametrize("address", ["nohost", "host:", ":50051", "host:99999", "host:port"])
+def test_a_malformed_registry_address_is_refused_at_start(address: str) -> None:
+    with pytest.raises(argparse.ArgumentError, match="is not host:port"):
+        _registry_parser().parse_args(["--registry", address])
+    with pytest.raises(ConfigError, match="is not host:port"):
+        RegistryConfig.from_env({"SWITCHBOARD_REGISTRY": f"127.0.0.1:1,{address}"})
+
+
+def test_log_level_help_and_error_name_the_same_levels() -> None:
+    help_text = _parser().format_help()
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig(log_level="LOUD")
+    listed = ", ".join(LOG_LEVELS)
+    assert listed in " ".join(help_text.split()) and listed in str(caught.value)

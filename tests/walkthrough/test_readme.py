@@ -6,6 +6,12 @@ drift from what works) and run in order, each with bash, against a fresh
 platform started as ``make run`` starts it, with ``.tools/bin`` first on PATH.
 The one substitution: the ports 50051/50052/50053 (``make run``'s defaults)
 become the free ports the test platform listens on.
+
+A ```json or ```text block right after a ```sh block is what that command
+prints (stdout and stderr as a terminal shows them); the test compares it with
+what the command really printed, ignoring only values that differ from run to
+run (times, etags, revisions, generated ids, request and trace ids), so the
+README cannot show output that grpcurl does not print.
 """
 
 from __future__ import annotations
@@ -30,21 +36,57 @@ README_PORTS = {"50051": "registry", "50052": "user", "50053": "product"}
 COMMAND_TIMEOUT_S = 20.0
 
 
+# Values that differ from run to run, as grpcurl prints them: "key": "value".
+_VOLATILE_KEYS = (
+    "create_time|update_time|delete_time|expire_time|register_time|renew_time|event_time"
+    "|etag|revision|request_id|trace_id"
+)
+_VOLATILE = [
+    (re.compile(rf'"({_VOLATILE_KEYS})": "[^"]*"'), r'"\1": "…"'),
+    (re.compile(r'"id": "[0-9a-f]{32}"'), '"id": "…"'),  # ids the server generates
+    (re.compile(r"request id [0-9a-f-]+"), "request id …"),
+]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One ```sh block of the walkthrough and the output the README shows for it, if any."""
+
+    command: str
+    shown: str | None
+
+
 @dataclass(frozen=True)
 class Step:
     """One ```sh block as written in the README and what running it printed."""
 
     command: str
     returncode: int
-    stdout: str
-    stderr: str
+    output: str  # stdout and stderr, interleaved as a terminal shows them
+    shown: str | None = None
 
 
-def walkthrough_blocks(readme: str) -> list[str]:
-    """The ```sh blocks between the walkthrough markers, in order."""
+def walkthrough_blocks(readme: str) -> list[Block]:
+    """The ```sh blocks between the walkthrough markers, in order, with their shown output."""
     assert readme.count(START) == 1 and readme.count(END) == 1, "walkthrough markers"
     section = readme[readme.index(START) : readme.index(END)]
-    return re.findall(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    fence = re.compile(r"^```(\w*)\n(.*?)^```$\n?", re.MULTILINE | re.DOTALL)
+    fences = list(fence.finditer(section))
+    blocks = []
+    for here, after in zip(fences, [*fences[1:], None], strict=True):
+        if here[1] != "sh":
+            continue
+        follows = after is not None and not section[here.end() : after.start()].strip()
+        shown = after[2] if follows and after is not None and after[1] in {"json", "text"} else None
+        blocks.append(Block(here[2], shown))
+    return blocks
+
+
+def normalized(text: str) -> str:
+    """``text`` with the run-to-run values blanked, trailing space and blank ends dropped."""
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
 def with_ports(command: str, ports: Ports) -> str:
@@ -52,16 +94,17 @@ def with_ports(command: str, ports: Ports) -> str:
     return re.sub(r"\b(5005[123])\b", lambda m: str(getattr(ports, README_PORTS[m[1]])), command)
 
 
-def run_block(command: str, ports: Ports, env: dict[str, str], cwd: Path) -> Step:
+def run_block(block: Block, ports: Ports, env: dict[str, str], cwd: Path) -> Step:
     result = subprocess.run(
-        ["bash", "-c", with_ports(command, ports)],
+        ["bash", "-c", with_ports(block.command, ports)],
         cwd=cwd,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         timeout=COMMAND_TIMEOUT_S,
     )
-    return Step(command, result.returncode, result.stdout, result.stderr)
+    return Step(block.command, result.returncode, result.stdout, block.shown)
 
 
 def json_values(text: str) -> list[Any]:
@@ -92,34 +135,50 @@ class Steps:
         return self.all(needle)[0]
 
     def json(self, needle: str) -> Any:
-        return json.loads(self.one(needle).stdout)
+        return json.loads(self.one(needle).output)
 
 
 @pytest.fixture(scope="module")
-def blocks() -> list[str]:
+def blocks() -> list[Block]:
     return walkthrough_blocks(README.read_text())
 
 
 @pytest.fixture(scope="module")
 def steps(
-    blocks: list[str], tools_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    blocks: list[Block], tools_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Steps]:
     """Run every block in order against a fresh platform (plus the README's retry)."""
     workdir = tmp_path_factory.mktemp("walkthrough")
     with running_platform(workdir) as platform:
         done = [run_block(b, platform.ports, tools_env, workdir) for b in blocks]
         # The README invites running ReserveStock again: the answer must not change.
-        retries = [b for b in blocks if "/ReserveStock" in b]
+        retries = [b for b in blocks if "/ReserveStock" in b.command]
         done += [run_block(b, platform.ports, tools_env, workdir) for b in retries]
         yield Steps(done, platform)
 
 
-def test_the_walkthrough_is_grpcurl_commands_on_make_runs_ports(blocks: list[str]) -> None:
+def test_the_walkthrough_is_grpcurl_commands_on_make_runs_ports(blocks: list[Block]) -> None:
     assert len(blocks) >= 6
     for block in blocks:
-        assert block.startswith("grpcurl "), block
-        ports = set(re.findall(r"localhost:(\d+)", block))
+        assert block.command.startswith("grpcurl "), block
+        ports = set(re.findall(r"localhost:(\d+)", block.command))
         assert ports and ports <= set(README_PORTS), block
+
+
+def test_every_output_the_readme_shows_is_what_grpcurl_prints(steps: Steps) -> None:
+    shown = [step for step in steps.steps if step.shown is not None]
+    assert len(shown) >= 6, "the walkthrough shows the output of most steps"
+    for step in shown:
+        assert step.shown is not None
+        assert normalized(step.output) == normalized(step.shown), step.command
+
+
+def test_the_output_check_sees_a_difference() -> None:
+    """The comparison is real: it ignores times and etags, not what a call returned."""
+    real = '{\n  "user": {\n    "id": "ada",\n    "etag": "04f5"\n  }\n}\n'
+    assert normalized(real) == normalized(real.replace("04f5", "99aa"))
+    assert normalized(real) != normalized(real.replace('"ada"', '"bob"'))
+    assert normalized(real) != normalized(real.replace("\n  ", " "))  # compact is not pretty
 
 
 def test_every_step_exits_zero(steps: Steps) -> None:
@@ -133,13 +192,13 @@ def test_the_registry_lists_user_and_product(steps: Steps) -> None:
 
 
 def test_list_and_describe_work_from_reflection(steps: Steps) -> None:
-    assert "switchboard.user.v1.UserService" in steps.one(" list").stdout.split()
-    assert "user_id" in steps.one(" describe ").stdout
+    assert "switchboard.user.v1.UserService" in steps.one(" list").output.split()
+    assert "user_id" in steps.one(" describe ").output
 
 
 def test_ada_is_created_with_the_id_she_asked_for(steps: Steps) -> None:
     creates = [s for s in steps.all("UserService/CreateUser") if '"ada"' in s.command]
-    user = json.loads(creates[0].stdout)["user"]
+    user = json.loads(creates[0].output)["user"]
     assert (user["id"], user["email"], user["display_name"]) == (
         "ada",
         "ada@example.com",
@@ -149,8 +208,8 @@ def test_ada_is_created_with_the_id_she_asked_for(steps: Steps) -> None:
 
 def test_a_bad_email_shows_the_field_violation_and_exit_status(steps: Steps) -> None:
     bad = steps.one("not-an-email")
-    assert "google.rpc.BadRequest" in bad.stderr and '"field": "user.email"' in bad.stderr
-    assert "grpcurl exit status 67" in bad.stdout
+    assert "google.rpc.BadRequest" in bad.output and '"field": "user.email"' in bad.output
+    assert bad.output.rstrip().endswith("grpcurl exit status 67")
 
 
 def test_the_lamp_is_created_for_seller_ada(steps: Steps) -> None:
@@ -161,7 +220,7 @@ def test_the_lamp_is_created_for_seller_ada(steps: Steps) -> None:
 
 
 def test_reserving_takes_two_and_a_retry_returns_the_same_reservation(steps: Steps) -> None:
-    first, again = (json.loads(s.stdout) for s in steps.all("ProductService/ReserveStock"))
+    first, again = (json.loads(s.output) for s in steps.all("ProductService/ReserveStock"))
     reservation = first["reservation"]
     assert reservation["product_id"] == "lamp" and reservation["quantity"] == "2"
     assert reservation["state"] == "RESERVATION_STATE_ACTIVE"
@@ -172,15 +231,15 @@ def test_reserving_takes_two_and_a_retry_returns_the_same_reservation(steps: Ste
 
 def test_the_watch_prints_the_events_then_ends_by_itself(steps: Steps) -> None:
     watch = steps.one("ProductService/WatchProducts")
-    stream, _, status = watch.stdout.rstrip().rpartition("\n")
-    assert status == "grpcurl exit status 68", watch
+    stream, _, error = watch.output.partition("ERROR:")
+    assert error.rstrip().endswith("grpcurl exit status 68"), watch
     events = [value["event"] for value in json_values(stream)]
     kinds = [(e["type"], e["product"]["id"]) for e in events]
     assert kinds[:2] == [
         ("PRODUCT_EVENT_TYPE_CREATED", "lamp"),
         ("PRODUCT_EVENT_TYPE_STOCK_RESERVED", "lamp"),
     ]
-    assert "Code: DeadlineExceeded" in watch.stderr  # -max-time ended the stream
+    assert "Code: DeadlineExceeded" in error  # -max-time ended the stream
 
 
 def test_health_is_serving(steps: Steps) -> None:

@@ -153,6 +153,24 @@ class Connection:
         return self._holder.addresses
 
     @property
+    def static_addresses(self) -> tuple[str, ...]:
+        """The addresses given by configuration (the registry's own, for its connection)."""
+        return self._static
+
+    def why_unknown(self) -> str:
+        """Why no instance is known, naming where the client looked and what went wrong.
+
+        Example: ``no instance of user is known: the registry (127.0.0.1:59999) could not be
+        asked: UNAVAILABLE: failed to connect to all addresses; ... Connection refused``.
+        """
+        what = f"no instance of {self.service} is known"
+        if self._watcher is not None:
+            return f"{what}: {self._watcher.why_empty()}"
+        if not self._static:
+            return f"{what}: no registry is configured and no static address was given"
+        return what
+
+    @property
     def channel(self) -> grpc.aio.Channel:
         """The current channel, for streams the generic calls do not cover (KeepAlive).
 
@@ -160,7 +178,7 @@ class Connection:
         """
         live = self._holder.live
         if live is None:
-            raise errors.Unavailable(f"no instance of {self.service} is known")
+            raise errors.Unavailable(self.why_unknown())
         return live.channel
 
     async def wait_ready(self, timeout_s: float) -> bool:
@@ -296,7 +314,7 @@ class Connection:
             grpc.StatusCode.UNAVAILABLE,
             _NO_METADATA,
             _NO_METADATA,
-            details=f"no instance of {self.service} is known",
+            details=self.why_unknown(),
         )
 
     async def stream(
@@ -318,7 +336,7 @@ class Connection:
         deadline = self._stream_deadline(timeout_s)
         live = self._holder.live
         if live is None:
-            raise errors.Unavailable(f"no instance of {self.service} is known")
+            raise errors.Unavailable(self.why_unknown())
         remaining = None if deadline is None else deadline - _monotonic()
         if remaining is not None and remaining <= 0:
             raise errors.DeadlineExceeded(f"deadline exceeded before calling {spec.path}")

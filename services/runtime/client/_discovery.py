@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from services.runtime import errors
-from services.runtime.client._retry import MethodSpec, full_jitter
-from services.runtime.config import Option, add_options, read_options
+from services.runtime.client._retry import MethodSpec, describe, full_jitter
+from services.runtime.config import Option, add_options, parse_address, read_options
 from switchboard.registry.v1 import instance_pb2, registry_service_pb2
 
 if TYPE_CHECKING:
@@ -138,11 +138,8 @@ def parse_metadata(text: str) -> dict[str, str]:
 
 
 def _addresses(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _flag(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
+    """``"a:1, b:2"`` → ``("a:1", "b:2")``, each checked as host:port at start, not at dial."""
+    return tuple(parse_address(part) for part in text.split(",") if part.strip())
 
 
 _OPTIONS: tuple[Option, ...] = (
@@ -160,10 +157,9 @@ _OPTIONS: tuple[Option, ...] = (
         flag="--registry-token",
         env="SWITCHBOARD_TOKEN",
     ),
-    Option(
+    Option.yes_no(
         "tls",
-        _flag,
-        "dial the registry with TLS (1/0)",
+        "dial the registry with TLS",
         flag="--registry-tls",
         env="SWITCHBOARD_REGISTRY_TLS",
     ),
@@ -261,6 +257,7 @@ class ServiceWatcher:
         self._resolve_timeout = resolve_timeout_s
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._last_error: str | None = None  # why the last Resolve or Watch failed
 
     def start(self) -> None:
         """Start following in the background (in a fresh context: no inherited deadline)."""
@@ -275,6 +272,15 @@ class ServiceWatcher:
         except TimeoutError:
             return False
         return True
+
+    def why_empty(self) -> str:
+        """Why the cache holds no instance: the registry's answer, or why it gave none."""
+        where = f"the registry ({', '.join(self._registry.static_addresses)})"
+        if self._last_error is not None:
+            return f"{where} could not be asked: {self._last_error}"
+        if self._synced.is_set():
+            return f"{where} lists no live instance of it"
+        return f"{where} has not answered yet"
 
     async def close(self) -> None:
         """Stop following; the cache keeps its last state."""
@@ -291,6 +297,9 @@ class ServiceWatcher:
                 failures = 0
                 await self._follow()
             except (errors.SwitchboardError, grpc.aio.AioRpcError) as err:
+                self._last_error = (
+                    describe(err) if isinstance(err, grpc.aio.AioRpcError) else str(err)
+                )
                 log.log(logging.DEBUG if failures else logging.INFO,
                         "watch of %s interrupted: %s", self.service, err)  # fmt: skip
             except Exception:  # never stop following: the cache would go stale for good
@@ -303,6 +312,7 @@ class ServiceWatcher:
         answer = await self._registry.call(RESOLVE, request, timeout_s=self._resolve_timeout)
         self.instances = {i.instance_id: i for i in answer.instances}
         self.revision = answer.revision
+        self._last_error = None
         await self._publish()
         self._synced.set()
 
