@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,3 +346,33 @@ def _check_tls(config: ServerConfig) -> None:
         if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
             flag = "--" + field.replace("_", "-")
             raise ConfigError(f"{flag} {str(path)!r}: no such readable file")
+    if config.tls_cert is not None and config.tls_key is not None:
+        _check_key_pair(config.tls_cert, config.tls_key)
+    if config.tls_client_ca is not None:
+        _check_ca(config.tls_client_ca)
+
+
+def _check_key_pair(cert: Path, key: Path) -> None:
+    """The certificate and key are PEM and belong together (gRPC would only say "bind failed")."""
+    try:
+        # An empty password: an encrypted key fails here instead of prompting on a terminal.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=b"")
+    except ssl.SSLError as err:
+        if "KEY_VALUES_MISMATCH" in str(err):
+            raise ConfigError(
+                f"--tls-key {str(key)!r} is not the private key of --tls-cert {str(cert)!r}: "
+                "pass the key the certificate was issued for"
+            ) from None
+        raise ConfigError(
+            f"--tls-cert {str(cert)!r} / --tls-key {str(key)!r}: not a PEM certificate chain "
+            f"and its unencrypted PEM private key ({err.reason or err})"
+        ) from None
+
+
+def _check_ca(ca: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=str(ca))
+    except ssl.SSLError as err:
+        raise ConfigError(
+            f"--tls-client-ca {str(ca)!r}: not a PEM CA certificate bundle ({err.reason or err})"
+        ) from None

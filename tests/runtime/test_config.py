@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from services.runtime.config import (
     add_server_arguments,
     parse_server_config,
 )
+from tests.runtime._certs import make_pki
 
 
 def _parser(default_port: int = 50052) -> argparse.ArgumentParser:
@@ -155,3 +157,26 @@ def test_log_level_help_and_error_name_the_same_levels() -> None:
         ServerConfig(log_level="LOUD")
     listed = ", ".join(LOG_LEVELS)
     assert listed in " ".join(help_text.split()) and listed in str(caught.value)
+
+
+def test_a_key_that_does_not_match_the_certificate_is_named(tmp_path: Path) -> None:
+    _ca, server, client = make_pki(tmp_path)
+    with pytest.raises(ConfigError, match="is not the private key of --tls-cert") as caught:
+        ServerConfig(tls_cert=server.cert, tls_key=client.key)
+    assert str(client.key) in str(caught.value) and "\n" not in str(caught.value)
+    ServerConfig(tls_cert=server.cert, tls_key=server.key)  # the right pair is accepted
+
+
+@pytest.mark.parametrize("which", ["tls_cert", "tls_key", "tls_client_ca"])
+def test_a_file_that_is_not_pem_is_named(tmp_path: Path, which: str) -> None:
+    ca, server, _client = make_pki(tmp_path)
+    files: dict[str, Any] = {
+        "tls_cert": server.cert,
+        "tls_key": server.key,
+        "tls_client_ca": ca.cert,
+    }
+    files[which] = tmp_path / "garbage.pem"
+    files[which].write_text("-----BEGIN NOTHING-----\nnot pem\n")
+    flag = "--" + which.replace("_", "-")
+    with pytest.raises(ConfigError, match=flag):
+        ServerConfig(**files)

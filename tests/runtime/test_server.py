@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped, unused-ign
     reflection_pb2_grpc,
 )
 
-from services.runtime import BindError, ServerConfig, Service, create_server
+from services.runtime import BindError, ListeningHook, ServerConfig, Service, create_server
 from services.runtime.server._build import server_options
 from tests.runtime._certs import make_pki
 from tests.runtime._support import SERVICE_NAME, build_service, unary
@@ -199,3 +200,23 @@ async def test_mtls_requires_a_client_certificate(pki: dict[str, Path]) -> None:
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(None)
+
+
+@pytest.mark.parametrize(
+    ("tls", "suffix"),
+    [("off", ""), ("tls", " with TLS"), ("mtls", " with mutual TLS (clients need a certificate")],
+)
+async def test_the_listening_line_says_whether_tls_is_on(
+    pki: dict[str, Path], caplog: pytest.LogCaptureFixture, tls: str, suffix: str
+) -> None:
+    files: dict[str, Any] = {}
+    if tls != "off":
+        files = {"tls_cert": pki["server_cert"], "tls_key": pki["server_key"]}
+    if tls == "mtls":
+        files["tls_client_ca"] = pki["ca"]
+    hook = ListeningHook("greeter", ServerConfig(listen="127.0.0.1:0", **files), lambda: None)
+    with caplog.at_level(logging.INFO, logger="switchboard.greeter"):
+        await hook.started(41234)
+    assert (
+        caplog.records[0].getMessage().startswith(f"greeter listening on 127.0.0.1:41234{suffix}")
+    )

@@ -82,7 +82,7 @@ class ListeningHook:
         self._log = logging.getLogger(f"switchboard.{name}")
 
     async def started(self, port: int) -> None:
-        line = f"{self._name} listening on {self._config.listen_on(port)}"
+        line = f"{self._name} listening on {self._config.listen_on(port)}{_security(self._config)}"
         if self._log.isEnabledFor(logging.INFO):
             self._log.info(line)
         else:  # whoever started us on port 0 needs the port, whatever the log level
@@ -151,3 +151,10 @@ def _open(open_store: Callable[[Path], S], data_dir: Path) -> S:
     except (MigrationError, sqlite3.Error, OSError) as err:
         print(f"error: cannot open {data_dir}: {err}", file=sys.stderr)
         sys.exit(_EXIT_USAGE)
+
+
+def _security(config: ServerConfig) -> str:
+    """What the listening line says of TLS: nothing for plaintext, else which kind."""
+    if config.mtls:
+        return " with mutual TLS (clients need a certificate signed by --tls-client-ca)"
+    return " with TLS" if config.tls else ""
