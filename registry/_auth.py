@@ -5,7 +5,9 @@ Reads are open. Write calls (Register, Heartbeat, KeepAlive, Deregister) run
 one ``authorization: Bearer <token>`` metadata entry. With mTLS on, a client
 may register only under a service its certificate names (CN or a SAN), and a
 lease belongs to the certificate identity (its set of names) that registered
-it: no other client may renew, deregister or replace it.
+it: no other client may renew, deregister or replace it. Reading a certificate's
+names is the runtime's (:func:`services.runtime.auth.certificate_names`), shared
+with the per-call policy check that ``--auth`` turns on for every service.
 
 Example::
 
@@ -16,10 +18,10 @@ Example::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from services.runtime import errors
+from services.runtime.auth import certificate_names
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -83,15 +85,3 @@ class WriteGuard:
         if not self._bind_certificates:
             return None
         return "\n".join(sorted(certificate_names(context.auth_context())))
-
-
-def certificate_names(auth_context: Mapping[str, Iterable[bytes]]) -> set[str]:
-    """The names a peer's certificate carries: its CN and subject alternative names.
-
-    Example: ``certificate_names({"x509_common_name": [b"user"]}) == {"user"}``.
-    """
-    names: set[str] = set()
-    for key in _CERT_NAME_KEYS:
-        for raw in auth_context.get(key, ()):
-            names.add(raw.decode("utf-8", "replace"))
-    return names

@@ -79,11 +79,15 @@ class ServerConfig:
     max_metadata_bytes: int = 16 * KIB
     grace_s: float = 10.0
     log_level: str = "INFO"
+    auth: Path | None = None
+    auth_secret_file: Path | None = None
+    auth_jwks_file: Path | None = None
 
     def __post_init__(self) -> None:
         _split_listen(self.listen)
         _check_limits(self)
         _check_tls(self)
+        _check_auth(self)
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(
                 f"invalid --log-level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}"
@@ -239,6 +243,9 @@ _OPTIONS: tuple[Option, ...] = (
     Option("max_metadata_bytes", int, "largest request metadata (headers) accepted"),
     Option("grace_s", float, "seconds in-flight calls get to finish on SIGTERM"),
     Option("log_level", str, f"one of {', '.join(LOG_LEVELS)}"),
+    Option("auth", Path, "policy file (TOML): who may call what; unset = every call is open"),
+    Option("auth_secret_file", Path, "HS256 secret for bearer tokens (overrides the policy's)"),
+    Option("auth_jwks_file", Path, "JWKS of RS256/ES256 token keys (overrides the policy's)"),
 )
 
 
@@ -376,3 +383,14 @@ def _check_ca(ca: Path) -> None:
         raise ConfigError(
             f"--tls-client-ca {str(ca)!r}: not a PEM CA certificate bundle ({err.reason or err})"
         ) from None
+
+
+def _check_auth(config: ServerConfig) -> None:
+    """Key files only mean something with a policy, and every file must be readable."""
+    if config.auth is None and (config.auth_secret_file or config.auth_jwks_file):
+        raise ConfigError("--auth-secret-file and --auth-jwks-file need --auth (a policy file)")
+    for field in ("auth", "auth_secret_file", "auth_jwks_file"):
+        path: Path | None = getattr(config, field)
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            flag = "--" + field.replace("_", "-")
+            raise ConfigError(f"{flag} {str(path)!r}: no such readable file")

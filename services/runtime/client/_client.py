@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -35,6 +36,7 @@ from google.protobuf.message import Message
 
 from services.runtime import context as _context
 from services.runtime import errors
+from services.runtime.auth import CALLER_KEY, TokenSource, caller_subject
 from services.runtime.client._channel import ChannelHolder
 from services.runtime.client._discovery import RegistryConfig, ServiceWatcher
 from services.runtime.client._retry import (
@@ -95,6 +97,12 @@ class ClientConfig:
     health_check: bool = True  # round_robin skips instances not SERVING (grpc.health.v1 Watch)
     credentials: grpc.ChannelCredentials | None = None
     channel_options: tuple[tuple[str, Any], ...] = DEFAULT_CHANNEL_OPTIONS
+    token: str | None = field(default=None, repr=False)  # bearer token for every call
+    token_file: Path | None = None  # or a file holding it, re-read when it changes
+
+    def token_source(self) -> TokenSource:
+        """Where this client's bearer token comes from (see :class:`TokenSource`)."""
+        return TokenSource(self.token, self.token_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:
@@ -114,7 +122,29 @@ class ClientConfig:
             if key.startswith(prefix) and value.strip()
         }
         timeout = float(env.get("SWITCHBOARD_CLIENT_TIMEOUT_S") or cls.default_timeout_s)
-        return cls(registry=RegistryConfig.from_env(env), static=static, default_timeout_s=timeout)
+        token_file = env.get("SWITCHBOARD_AUTH_TOKEN_FILE") or None
+        return cls(
+            registry=RegistryConfig.from_env(env),
+            static=static,
+            default_timeout_s=timeout,
+            credentials=_client_tls(env),
+            token=None if token_file else env.get("SWITCHBOARD_AUTH_TOKEN") or None,
+            token_file=Path(token_file) if token_file else None,
+        )
+
+
+def _client_tls(env: Mapping[str, str]) -> grpc.ChannelCredentials | None:
+    """TLS (mTLS with a certificate) to services from ``SWITCHBOARD_CLIENT_TLS_CA/CERT/KEY``.
+
+    A service calling another presents its own certificate: that is its identity.
+    """
+    paths = [env.get(f"SWITCHBOARD_CLIENT_TLS_{part}") for part in ("CA", "CERT", "KEY")]
+    if not any(paths):
+        return None
+    ca, cert, key = (Path(p).read_bytes() if p else None for p in paths)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
 
 
 class Connection:
@@ -134,6 +164,7 @@ class Connection:
         *,
         metadata: Metadata = (),
         static: Sequence[str] = (),
+        token: TokenSource | None = None,
     ) -> None:
         self.service = service
         self._holder = holder
@@ -142,6 +173,7 @@ class Connection:
         self._retry = config.retry
         self._per_attempt = config.retry.per_attempt_timeout_s
         self._base_md: tuple[tuple[str, str], ...] = tuple(metadata)
+        self._token = token if token is not None and token.enabled else None
         self._static = tuple(static)
         self._discovered: tuple[str, ...] = ()
         self._ready = asyncio.Event()
@@ -227,11 +259,16 @@ class Connection:
 
     def _metadata(self, extra: Metadata | None) -> Metadata | None:
         request_id = _current_request_id()
-        if request_id is None and not extra:
+        token = self._token.metadata() if self._token is not None else ()
+        if request_id is None and not extra and not token:
             return self._base_md or None
-        md = [*self._base_md, *(extra or ())]
+        md = [*self._base_md, *token, *(extra or ())]
         if request_id is not None:
             md.append((_REQUEST_ID_KEY, request_id))
+            # Inside a handler: name the end user we act for, for the callee's audit log.
+            caller = caller_subject()
+            if caller is not None:
+                md.append((CALLER_KEY, caller))
         return md
 
     @overload
@@ -374,8 +411,15 @@ async def open_registry(config: RegistryConfig, client: ClientConfig | None = No
         options=tuple((dict(settings.channel_options) | dict(config.channel_options())).items()),
         close_grace_s=settings.close_grace_s,
     )
+    # The registry's own write token when one is set, else this client's bearer token.
+    static_token = config.auth_metadata()
     conn = Connection(
-        "registry", holder, settings, metadata=config.auth_metadata(), static=config.addresses
+        "registry",
+        holder,
+        settings,
+        metadata=static_token,
+        static=config.addresses,
+        token=None if static_token else settings.token_source(),
     )
     await conn.set_discovered(())
     return conn
@@ -395,6 +439,7 @@ class Client:
         self.config = config or ClientConfig()
         self._connections: dict[str, Connection] = {}
         self._registry: Connection | None = None
+        self._token = self.config.token_source()
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -445,7 +490,8 @@ class Client:
             options=config.channel_options,
             close_grace_s=config.close_grace_s,
         )
-        conn = Connection(service, holder, config, static=tuple(config.static.get(service, ())))
+        static = tuple(config.static.get(service, ()))
+        conn = Connection(service, holder, config, static=static, token=self._token)
         await conn.set_discovered(())
         if config.registry.enabled:
             registry = await self.registry()

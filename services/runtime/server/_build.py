@@ -29,6 +29,7 @@ from grpc_health.v1._async import (  # type: ignore[import-untyped, unused-ignor
     HealthServicer,
 )
 
+from services.runtime.auth import Authorizer, load_policy
 from services.runtime.config import ServerConfig
 from services.runtime.server._reflection import REFLECTION_SERVICE_NAMES, add_reflection
 from services.runtime.server._wrapper import default_interceptors
@@ -40,6 +41,7 @@ __all__ = [
     "BindError",
     "HealthServicer",
     "Service",
+    "build_authorizer",
     "create_server",
     "server_options",
     "set_health_status",
@@ -85,7 +87,8 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int]:
     """A bound, not yet started server and its real port.
 
-    Adds the interceptors (metadata limit, request id, access log, error mapping, decoding),
+    Adds the interceptors (metadata limit, request id, access log, error mapping, decoding,
+    and with ``config.auth`` the caller check of :mod:`services.runtime.auth`),
     grpc.health.v1 (pass ``health`` to drive it; ``serve`` does) and server
     reflection v1 and v1alpha for every service, with the contracts' comments,
     so ``grpcurl -plaintext host:port describe`` works without proto files.
@@ -94,15 +97,36 @@ def create_server(
     Example: ``server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))``.
     """
     names = _service_names(services)
+    authorizer = build_authorizer(config)
     server = grpc.aio.server(
-        interceptors=default_interceptors(config.max_metadata_bytes),
+        interceptors=default_interceptors(config.max_metadata_bytes, authorizer),
         options=server_options(config),
     )
     for service in services:
         service.add_to_server(service.servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health or HealthServicer(), server)
-    add_reflection(server, [*names, HEALTH_SERVICE_NAME])
+    if authorizer is None or authorizer.policy.reflection != "off":
+        add_reflection(server, [*names, HEALTH_SERVICE_NAME])
     return server, _bind(server, config)
+
+
+def build_authorizer(config: ServerConfig) -> Authorizer | None:
+    """The server's authorizer from ``--auth`` (None: auth off, every call open).
+
+    Health is always open; reflection as the policy says. Raises ConfigError
+    for a bad policy. Example: ``build_authorizer(ServerConfig(auth=Path("policy.toml")))``.
+    """
+    if config.auth is None:
+        return None
+    policy = load_policy(
+        config.auth, secret_file=config.auth_secret_file, jwks_file=config.auth_jwks_file
+    )
+    return Authorizer(
+        policy,
+        mtls=config.mtls,
+        open_services=(HEALTH_SERVICE_NAME,),
+        reflection=REFLECTION_SERVICE_NAMES,
+    )
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, Any]]:

@@ -13,7 +13,10 @@ wrapped handler is cached), and the wrapper runs the four concerns in order:
     request decoding an undecodable request -> INVALID_ARGUMENT
 
 Before any of them, a call whose request metadata is over the configured limit
-is refused with RESOURCE_EXHAUSTED (see :class:`ServerCallInterceptor`).
+is refused with RESOURCE_EXHAUSTED (see :class:`ServerCallInterceptor`). With
+auth on, each method's gate (:mod:`services.runtime.auth`, chosen once per
+method) admits or refuses the caller before the handler runs or the request is
+looked at, and writes the audit line when the call ends.
 
 Why one wrapper and not four interceptors: grpc.aio runs every interceptor and
 rebuilds the handler on every call; four stacked ones with async context
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 import grpc
 import grpc.aio
 
+from services.runtime.auth import Authorizer, MethodGate
 from services.runtime.context import REQUEST_ID_KEY, bind_call, new_request_id
 from services.runtime.errors import (
     Internal,
@@ -76,13 +80,16 @@ _MAX_REQUEST_ID = 128
 _HEADER_OVERHEAD = 32
 
 
-def default_interceptors(max_metadata_bytes: int | None = None) -> list[grpc.aio.ServerInterceptor]:
+def default_interceptors(
+    max_metadata_bytes: int | None = None, authorizer: Authorizer | None = None
+) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors every Switchboard server runs.
 
-    ``max_metadata_bytes`` refuses calls with more request metadata (None: no check).
+    ``max_metadata_bytes`` refuses calls with more request metadata (None: no check);
+    ``authorizer`` checks every caller (None: auth off).
     Example: ``grpc.aio.server(interceptors=default_interceptors(16 * 1024))``.
     """
-    return [ServerCallInterceptor(max_metadata_bytes)]
+    return [ServerCallInterceptor(max_metadata_bytes, authorizer)]
 
 
 class ServerCallInterceptor(grpc.aio.ServerInterceptor):
@@ -96,9 +103,12 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
     otherwise reach the servicer.
     """
 
-    def __init__(self, max_metadata_bytes: int | None = None) -> None:
+    def __init__(
+        self, max_metadata_bytes: int | None = None, authorizer: Authorizer | None = None
+    ) -> None:
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
         self._max_metadata = max_metadata_bytes
+        self._authorizer = authorizer
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -116,7 +126,8 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = _wrap(method, handler)
+        gate = self._authorizer.gate_for(method) if self._authorizer is not None else None
+        wrapped = _wrap(method, handler, gate)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -124,7 +135,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
 # --- handler wrapping ---------------------------------------------------------------
 
 
-def _wrap(method: str, handler: Handler) -> Handler:
+def _wrap(method: str, handler: Handler, gate: MethodGate | None = None) -> Handler:
     """A handler of the same shape whose behaviour runs inside a :class:`_Call`."""
     name, factory = _SHAPES[(handler.request_streaming, handler.response_streaming)]
     behavior: Callable[..., Any] = getattr(handler, name)
@@ -132,20 +143,22 @@ def _wrap(method: str, handler: Handler) -> Handler:
     wrap = _wrap_streaming if handler.response_streaming else _wrap_unary
     deserializer = handler.request_deserializer
     return factory(
-        wrap(method, behavior, check),
+        wrap(method, behavior, check, gate),
         request_deserializer=deserializer and _safe_deserializer(deserializer),
         response_serializer=handler.response_serializer,
     )
 
 
 def _wrap_unary(
-    method: str, behavior: Callable[..., Any], check: Callable[[Any], Any]
+    method: str, behavior: Callable[..., Any], check: Callable[[Any], Any], gate: MethodGate | None
 ) -> Callable[..., Awaitable[Any]]:
     """A coroutine behaviour (grpc.aio checks the function kind, so it must be one)."""
 
     async def unary_response(request: Any, context: Context) -> Any:
         call = _Call(method, context)
         try:
+            if gate is not None:
+                gate.admit(context)
             result = behavior(check(request), context)
             response = await result if inspect.isawaitable(result) else result
         except BaseException as exc:
@@ -153,6 +166,8 @@ def _wrap_unary(
             raise
         finally:
             call.log()
+            if gate is not None:
+                gate.audit(call.final_code(), call.request_id, request, context)
         call.succeeded()
         return response
 
@@ -160,13 +175,15 @@ def _wrap_unary(
 
 
 def _wrap_streaming(
-    method: str, behavior: Callable[..., Any], check: Callable[[Any], Any]
+    method: str, behavior: Callable[..., Any], check: Callable[[Any], Any], gate: MethodGate | None
 ) -> Callable[..., AsyncIterator[Any]]:
     """An async-generator behaviour that relays whatever the inner one produces."""
 
     async def stream_response(request: Any, context: Context) -> AsyncIterator[Any]:
         call = _Call(method, context)
         try:
+            if gate is not None:
+                gate.admit(context)
             async for response in _responses(behavior(check(request), context)):
                 yield response
         except BaseException as exc:
@@ -174,6 +191,8 @@ def _wrap_streaming(
             raise
         finally:
             call.log()
+            if gate is not None:
+                gate.audit(call.final_code(), call.request_id, request, context)
         call.succeeded()
 
     return stream_response
@@ -238,11 +257,15 @@ class _Call:
         err = Internal(f"internal error; request id {rid}", metadata={"request_id": rid})
         await abort_with_error(self.context, err)
 
+    def final_code(self) -> grpc.StatusCode:
+        """The code the client will see."""
+        return self.code or self.context.code() or grpc.StatusCode.OK
+
     def log(self) -> None:
         """The access-log line, with the code the client will see."""
         if not access_log.isEnabledFor(logging.INFO):
             return
-        code = self.code or self.context.code() or grpc.StatusCode.OK
+        code = self.final_code()
         elapsed_ms = (time.perf_counter() - self.start) * 1000
         _log_call(self.method, code, elapsed_ms, self.request_id, self.peer)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,20 +62,32 @@ class World:
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     pool: Pool = field(default_factory=Pool)
     templates: dict[str, Message] = field(default_factory=dict)
+    config: ServerConfig = field(default_factory=lambda: ServerConfig(grace_s=0))
+    seed_metadata: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    async def open(cls, data: Path) -> World:
+    async def open(
+        cls, data: Path, *, config: ServerConfig | None = None, token: str | None = None
+    ) -> World:
+        """Serve all three with ``config`` (listen replaced); with auth on, ``token`` seeds the
+        data and is what product sends to user."""
         # A clock that never moves: no lease expires while a test compares states.
         registry_store = MemoryStore(clock=lambda: 1_000.0)
         await registry_store.start()
         user_store = SqliteUserStore.open(data / "user")
         product_store = SqliteProductStore.open(data / "product")
         world = cls(data, registry_store, user_store, product_store)
+        if config is not None:
+            world.config = config
+        if token is not None:
+            world.seed_metadata = (("authorization", f"Bearer {token}"),)
         await world._serve(
             "registry", [registry_service(RegistryServicer(registry_store, RegistrySettings()))]
         )
         await world._serve("user", [user_service(user_store, user_store.db.secret(USER_SECRET))])
-        world.client = Client(ClientConfig(static={"user": (world.addresses["user"],)}))
+        world.client = Client(
+            ClientConfig(static={"user": (world.addresses["user"],)}, token=token)
+        )
         sellers = UserServiceSellers(await UserClient.connect(world.client))
         secret = product_store.db.secret(PRODUCT_SECRET)
         await world._serve("product", [product_service(product_store, sellers, secret)])
@@ -83,7 +95,7 @@ class World:
         return world
 
     async def _serve(self, key: str, services: list[Any]) -> None:
-        server, port = create_server(services, ServerConfig(listen="127.0.0.1:0", grace_s=0))
+        server, port = create_server(services, replace(self.config, listen="127.0.0.1:0"))
         await server.start()
         self.servers.append(server)
         self.addresses[key] = f"127.0.0.1:{port}"
@@ -176,7 +188,7 @@ class World:
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_type.FromString,
         )
-        return await call(request, timeout=CALL_TIMEOUT_S)
+        return await call(request, timeout=CALL_TIMEOUT_S, metadata=self.seed_metadata)
 
     # --- state ----------------------------------------------------------------------------
 
