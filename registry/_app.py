@@ -59,9 +59,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, Registr
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
-        return ServerConfig.from_args(ns), RegistrySettings.from_args(ns)
+        config, settings = ServerConfig.from_args(ns), RegistrySettings.from_args(ns)
     except ConfigError as err:
         parser.error(str(err))
+    if config.auth is not None and settings.token is not None:
+        # Under --auth a bearer must be a JWT: the static token would be refused as one.
+        parser.error(
+            "--auth and --token exclude each other: with --auth the policy says who writes"
+        )
+    return config, settings
 
 
 class _EndStreams:
