@@ -9,9 +9,12 @@
 
 BENCH_TOOLS := tools-ghz tools-etcd
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-auth
 bench: $(STAMP) $(BENCH_TOOLS) ## Benchmarks: calls through discovery, the registry vs etcd, raw grpcio baselines
 	$(PY) -m bench
 
 bench-quick: $(STAMP) $(BENCH_TOOLS) ## The same benchmark cases, fewer and shorter repetitions (BENCH_QUICK=1)
 	BENCH_QUICK=1 $(PY) -m bench
+
+bench-auth: $(STAMP) ## Server CPU per call of authorization (HS256/RS256/ES256, cache warm), alone
+	$(PY) -m bench.auth_cost
