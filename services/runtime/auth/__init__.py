@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 from services.runtime.auth._client import TokenSource
+from services.runtime.auth._dev import DevAuth, dev_auth
 from services.runtime.auth._gate import Authorizer, MethodGate, audit_log, resource_id
 from services.runtime.auth._identity import (
     CALLER_KEY,
@@ -46,6 +47,7 @@ __all__ = [
     "REFLECTION_MODES",
     "Authorizer",
     "Claims",
+    "DevAuth",
     "MethodGate",
     "Policy",
     "Principal",
@@ -57,6 +59,7 @@ __all__ = [
     "caller_subject",
     "certificate_names",
     "current_principal",
+    "dev_auth",
     "ensure_dev_secret",
     "load_jwks",
     "load_policy",
