@@ -132,7 +132,7 @@ class Keys:
     def forged(self) -> dict[str, str | None]:
         """Every kind of bad credential, by name (None: no authorization header at all)."""
         now = int(time.time())
-        everything = {"scopes": ALL_SCOPES, "roles": ["admin"]}
+        everything: dict[str, Any] = {"scopes": ALL_SCOPES, "roles": ["admin"]}
         rs_public = self.rsa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -57,7 +58,7 @@ async def reason_of(
     if rpc.server_streaming:
         code, _details = await call_raw(channel, rpc, payload, metadata=md, open_s=0.2)
         return code, None
-    call = channel.unary_unary(rpc.path)
+    call: Any = channel.unary_unary(rpc.path)
     try:
         await call(payload, timeout=5.0, metadata=md)
     except grpc.aio.AioRpcError as err:
@@ -129,7 +130,7 @@ async def test_the_refusal_says_nothing_useful_to_an_attacker(world: World, keys
     rpc = next(r for r in all_rpcs() if r.path.endswith("/GetUser"))
     for kind, token in keys.forged().items():
         md = bearer(token) if token is not None else ()
-        call = world.channels["user"].unary_unary(rpc.path)
+        call: Any = world.channels["user"].unary_unary(rpc.path)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call(request_bytes(world, rpc), timeout=5.0, metadata=md)
         error = from_rpc_error(caught.value)

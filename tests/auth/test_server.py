@@ -144,6 +144,7 @@ async def test_denied_calls_and_mutations_are_audited_reads_are_not(
     assert len(lines) == 2, lines
     created, denied = lines
     assert "principal=wendy" in created and "CreateUser" in created and "code=OK" in created
+    assert f"resource={user.id}" in created  # the id the server chose, from the response
     assert f"resource={user.id}" in denied and "code=PERMISSION_DENIED" in denied
     assert "request_id=" in denied and "request_id=-" not in denied
 

@@ -11,7 +11,7 @@ trusts its own processes; production uses certificates and real tokens.
 Example::
 
     dev = dev_auth(Path("deploy/auth/policy.example.toml"), Path("var/auth/dev-secret"))
-    env = dev.service_env("user")         # for the user service's process
+    env = dev.service_env("greeter")      # for the greeter service's process
     print(f"export TOKEN={dev.operator_token()}")
 """
 

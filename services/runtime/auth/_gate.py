@@ -16,7 +16,7 @@ A call's answers:
 Example::
 
     authorizer = Authorizer(load_policy(path), mtls=config.mtls)
-    gate = authorizer.gate_for("/switchboard.user.v1.UserService/GetUser")
+    gate = authorizer.gate_for("/helloworld.v1.Greeter/SayHello")
     principal = gate.admit(context)         # raises Unauthenticated / PermissionDenied
 """
 
@@ -154,10 +154,14 @@ class MethodGate:
         self,
         code: grpc.StatusCode,
         request_id: str,
-        request: Any,
+        messages: tuple[Any, ...],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
-        """One audit line for a denied call or a mutation (whatever its outcome)."""
+        """One audit line for a denied call or a mutation (whatever its outcome).
+
+        ``messages`` are the request and, when there is one, the response: the
+        resource id is the request's, else the response's (a server-chosen id).
+        """
         if not (self.mutation or code in _DENIED) or not audit_log.isEnabledFor(logging.INFO):
             return
         principal = current_principal()
@@ -165,7 +169,7 @@ class MethodGate:
             "principal": principal.name if principal is not None else "-",
             "on_behalf_of": (principal and principal.on_behalf_of) or "-",
             "method": self.method,
-            "resource": resource_id(request) or "-",
+            "resource": next(filter(None, map(resource_id, messages)), "-"),
             "code": code.name,
             "request_id": request_id,
             "trace_id": _trace_id(context.invocation_metadata() or ()) or "-",
@@ -177,7 +181,7 @@ def resource_id(message: Any) -> str | None:
     """The id of the resource a request names: its first non-empty ``id``/``*_id``/``name``
     string field (the idempotency key and page token are not ids), one level deep.
 
-    Example: ``resource_id(GetUserRequest(id="ada")) == "ada"``.
+    Example: ``resource_id(GetGreetingRequest(id="g1")) == "g1"``.
     """
     if not isinstance(message, Message):
         return None

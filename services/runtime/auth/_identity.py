@@ -8,7 +8,7 @@ never as authority (a service's calls are authorized as that service).
 Example::
 
     principal = current_principal()            # None when auth is off
-    principal.name if principal else "-"       # "alice" or "service:product"
+    principal.name if principal else "-"       # "alice" or "service:greeter"
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Principal:
 def certificate_names(auth_context: Mapping[str, Iterable[bytes]]) -> set[str]:
     """The names a peer's certificate carries: its CN and subject alternative names.
 
-    Example: ``certificate_names({"x509_common_name": [b"user"]}) == {"user"}``.
+    Example: ``certificate_names({"x509_common_name": [b"greeter"]}) == {"greeter"}``.
     """
     names: set[str] = set()
     for key in _CERT_NAME_KEYS:
@@ -83,7 +83,7 @@ def caller_subject() -> str | None:
     """The end user on whose behalf outgoing calls are made, for ``x-switchboard-caller``.
 
     The token subject of the call being handled, else what that call's
-    caller said (passed on as it came). Example: ``"alice"`` inside GetUser.
+    caller said (passed on as it came). Example: ``"alice"`` inside a handler serving alice.
     """
     principal = _principal.get()
     if principal is None:

@@ -12,12 +12,12 @@ One TOML file (``--auth FILE`` / ``SWITCHBOARD_AUTH``) holds it all::
     # jwks_file = "jwks.json"         # RS256/ES256 public keys; or --auth-jwks-file
 
     [[allow]]
-    methods = ["switchboard.user.v1.UserService/Get*"]
-    scopes = ["users:read"]
+    methods = ["helloworld.v1.Greeter/Get*"]
+    scopes = ["greetings:read"]
 
     [[allow]]
-    methods = ["switchboard.user.v1.UserService/GetUser"]
-    services = ["product"]            # a client certificate naming "product" (mTLS)
+    methods = ["helloworld.v1.Greeter/GetGreeting"]
+    services = ["frontend"]           # a client certificate naming "frontend" (mTLS)
 
 A rule's ``methods`` are shell-style patterns over ``package.Service/Method``.
 Within a rule every condition given must hold: ``scopes`` (the token has them
@@ -29,7 +29,7 @@ Health checks are always open. The policy names no service in code: it is data.
 Example::
 
     policy = load_policy(Path("deploy/auth/policy.example.toml"))
-    policy.rules_for("switchboard.user.v1.UserService/GetUser")
+    policy.rules_for("helloworld.v1.Greeter/GetGreeting")
 """
 
 from __future__ import annotations

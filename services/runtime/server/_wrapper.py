@@ -156,6 +156,7 @@ def _wrap_unary(
 
     async def unary_response(request: Any, context: Context) -> Any:
         call = _Call(method, context)
+        response = None
         try:
             if gate is not None:
                 gate.admit(context)
@@ -167,7 +168,7 @@ def _wrap_unary(
         finally:
             call.log()
             if gate is not None:
-                gate.audit(call.final_code(), call.request_id, request, context)
+                gate.audit(call.final_code(), call.request_id, (request, response), context)
         call.succeeded()
         return response
 
@@ -192,7 +193,7 @@ def _wrap_streaming(
         finally:
             call.log()
             if gate is not None:
-                gate.audit(call.final_code(), call.request_id, request, context)
+                gate.audit(call.final_code(), call.request_id, (request,), context)
         call.succeeded()
 
     return stream_response
