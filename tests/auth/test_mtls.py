@@ -16,9 +16,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from services.runtime import ServerConfig, create_server
-from services.runtime.errors import from_rpc_error
+from services.runtime import Client, ClientConfig, ServerConfig, create_server
+from services.runtime.errors import NotFound, PermissionDenied, from_rpc_error
 from services.user import PAGE_TOKEN_SECRET, SqliteUserStore, user_service
+from services.user.client import UserClient
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests.auth._support import Keys, bearer
 from tests.security._pki import Pair, Pki
@@ -119,3 +120,22 @@ async def test_a_bad_token_beside_a_good_certificate_is_unauthenticated(
         bearer("nope"),
     )
     assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+
+
+async def test_the_client_presents_its_certificate_from_the_environment(
+    address: str, pki: Pki
+) -> None:
+    """``SWITCHBOARD_CLIENT_TLS_*``: how a service calls another as itself."""
+    product = pki.client("product")
+    env = {
+        "SWITCHBOARD_ADDRESSES_USER": address,
+        "SWITCHBOARD_CLIENT_TLS_CA": str(pki.ca.cert),
+        "SWITCHBOARD_CLIENT_TLS_CERT": str(product.cert),
+        "SWITCHBOARD_CLIENT_TLS_KEY": str(product.key),
+    }
+    async with Client(ClientConfig.from_env(env)) as client:
+        users = await UserClient.connect(client)
+        with pytest.raises(NotFound):  # past the gate as "product"
+            await users.get_user("nobody")
+        with pytest.raises(PermissionDenied):
+            await users.delete_user("nobody")
