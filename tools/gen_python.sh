@@ -17,9 +17,14 @@ out=$1
 root=$2
 third=${3:-third_party/protos}
 
+# googleapis-common-protos ships google/rpc/*.proto: the xDS subset imports google/rpc/status.proto
+# from there (and the generated code imports google.rpc.status_pb2 from that package too).
+includes=()
+common=$(python -c 'import pathlib, google.rpc.status_pb2 as m; print(pathlib.Path(m.__file__).parents[2])')
+
 gen() { # gen ROOT FILE... -> python + grpc + mypy stubs into $out
   local r=$1; shift
-  python -m grpc_tools.protoc -I "$r" \
+  python -m grpc_tools.protoc -I "$r" ${includes[@]+"${includes[@]}"} \
     --python_out="$out" --grpc_python_out="$out" \
     --mypy_out=quiet:"$out" --mypy_grpc_out=quiet:"$out" "$@"
 }
@@ -41,6 +46,7 @@ if [ -d "$third" ]; then
   for top in "${tops[@]}"; do rm -rf "${out:?}/$top"; done
   mapfile -t tfiles < <(protos_in "$third")
   if [ "${#tfiles[@]}" -gt 0 ]; then
+    includes=(-I "$common")
     gen "$third" "${tfiles[@]/#/$third/}"
     for top in "${tops[@]}"; do package_dirs "$out/$top"; : > "$out/$top/py.typed"; done
   fi
