@@ -24,6 +24,7 @@ from typing import NoReturn
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry._store import MemoryStore
+from registry.xds import ControlPlane
 from services.runtime import (
     ConfigError,
     ListeningHook,
@@ -92,13 +93,14 @@ async def run(
     store = MemoryStore(settings.limits)
     await store.start()
     servicer = RegistryServicer(store, settings, bind_certificates=config.mtls)
+    xds = ControlPlane(store)  # xDS (ADS) on the same port: any gRPC client dials xds:///name
     if settings.token is None:
         _log.warning("no token configured: registry writes are open to every client")
     try:
         await serve(
-            [registry_service(servicer)],
+            [registry_service(servicer), xds.service()],
             config,
-            hooks=[ListeningHook("registry", config), _EndStreams(servicer)],
+            hooks=[ListeningHook("registry", config), _EndStreams(servicer), xds],
             stop=stop,
         )
     finally:
