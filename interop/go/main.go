@@ -6,7 +6,12 @@
 // every check holds (1 when one fails, 2 on bad usage). Each run uses fresh emails and
 // ids, so it can run again and again against the same service.
 //
-// Usage: interop-go USER_HOST:PORT
+// Usage: interop-go USER_TARGET [PRODUCT_TARGET]
+//
+// A target is HOST:PORT, or xds:///user to find the service through the registry's xDS
+// control plane (GRPC_XDS_BOOTSTRAP names the bootstrap file; `python -m registry.xds
+// bootstrap --registry HOST:PORT` prints one). With PRODUCT_TARGET one more check lists
+// products through it.
 package main
 
 import (
@@ -24,7 +29,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	// Registers the xds:/// resolver and the xDS balancers (gRFC A27).
+	_ "google.golang.org/grpc/xds"
 
+	productv1 "github.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1"
 	userv1 "github.com/switchboard-dev/switchboard/generated/go/switchboard/user/v1"
 )
 
@@ -38,9 +46,10 @@ const (
 
 // checker holds the connection and what earlier checks created for later ones.
 type checker struct {
-	users   userv1.UserServiceClient
-	runID   string
-	created []*userv1.User
+	users    userv1.UserServiceClient
+	products productv1.ProductServiceClient // nil without PRODUCT_TARGET
+	runID    string
+	created  []*userv1.User
 }
 
 // check is one named assertion: it returns a detail to print, or why it failed.
@@ -60,20 +69,43 @@ var checks = []check{
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: interop-go USER_HOST:PORT")
+	if len(os.Args) != 2 && len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: interop-go USER_TARGET [PRODUCT_TARGET]")
 		os.Exit(2)
 	}
-	conn, err := grpc.NewClient(os.Args[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn := dial(os.Args[1])
+	runID := fmt.Sprintf("%x", time.Now().UnixNano())
+	c := &checker{users: userv1.NewUserServiceClient(conn), runID: runID}
+	if len(os.Args) == 3 {
+		productConn := dial(os.Args[2])
+		defer productConn.Close()
+		c.products = productv1.NewProductServiceClient(productConn)
+		checks = append(checks, check{"list-products", (*checker).listProducts})
+	}
+	code := c.runAll()
+	conn.Close()
+	os.Exit(code)
+}
+
+// dial makes a plaintext client for target (HOST:PORT or xds:///NAME); bad usage exits 2.
+func dial(target string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "interop-go:", err)
 		os.Exit(2)
 	}
-	runID := fmt.Sprintf("%x", time.Now().UnixNano())
-	c := &checker{users: userv1.NewUserServiceClient(conn), runID: runID}
-	code := c.runAll()
-	conn.Close()
-	os.Exit(code)
+	return conn
+}
+
+// listProducts lists one page of products (the call must succeed; the list may be empty).
+func (c *checker) listProducts() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	res, err := c.products.ListProducts(ctx, &productv1.ListProductsRequest{PageSize: 1}, grpc.WaitForReady(true))
+	if err != nil {
+		return "", describe(err)
+	}
+	return fmt.Sprintf("page_size=1 listed=%d", len(res.GetProducts())), nil
 }
 
 // runAll runs every check in order (a failed one does not hide the others' results) and

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.supervisor._platform import REPO
 
-__all__ = ["CLIENTS", "Client", "RUN_TIMEOUT_S", "run_bounded"]
+__all__ = ["CLIENTS", "RUN_TIMEOUT_S", "XDS_CHECKS", "XDS_LANGUAGES", "Client", "run_bounded"]
 
 RUN_TIMEOUT_S = 90.0  # a JVM or tsx start plus a few calls; the clients bound their own waits
 
@@ -34,6 +34,9 @@ FULL_CHECKS = {
     "invalid-argument": "INVALID_ARGUMENT reason=INVALID_ARGUMENT BadRequest user.email:",
     "watch-users": "from revision 0: CREATED ",
 }
+# In xDS mode (targets xds:///user and xds:///product) one more check goes to the product.
+XDS_CHECKS = {**FULL_CHECKS, "list-products": "page_size=1"}
+XDS_LANGUAGES = ("go", "ts")
 JAVA_CHECKS = {
     "create-user": "email=interop-java-",
     "get-user": "every field equals CreateUser's answer",
@@ -50,19 +53,23 @@ class Client:
     checks: dict[str, str]
     cwd: Path
 
-    def command(self, user_address: str) -> list[str]:
-        """The command line that runs the built client against ``user_address``."""
+    def command(self, user_address: str, *more: str) -> list[str]:
+        """The command line that runs the built client against ``user_address`` (and ``more``
+        targets: the Go and TS clients take ``xds:///product`` second)."""
         if self.language == "go":
-            return [str(self.cwd / "bin" / "interop-go"), user_address]
+            return [str(self.cwd / "bin" / "interop-go"), user_address, *more]
         if self.language == "ts":
-            return [str(self.cwd / "node_modules" / ".bin" / "tsx"), "src/main.ts", user_address]
+            tsx = str(self.cwd / "node_modules" / ".bin" / "tsx")
+            return [tsx, "src/main.ts", user_address, *more]
         classpath = (self.cwd / "target" / "classpath.txt").read_text().strip()
         main = "dev.switchboard.interop.Main"
         return ["java", "-cp", f"target/classes{os.pathsep}{classpath}", main, user_address]
 
-    def run(self, user_address: str) -> subprocess.CompletedProcess[str]:
-        """Run the client (bounded by RUN_TIMEOUT_S)."""
-        return run_bounded(self.command(user_address), self.cwd)
+    def run(
+        self, user_address: str, *more: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the client (bounded by RUN_TIMEOUT_S), with ``env`` added to the environment."""
+        return run_bounded(self.command(user_address, *more), self.cwd, env)
 
 
 CLIENTS = {
@@ -72,7 +79,9 @@ CLIENTS = {
 }
 
 
-def run_bounded(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_bounded(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``command`` in its own process group; kill the whole group on timeout or error.
 
     (``subprocess.run`` kills only the direct child: tsx, for one, starts a node of its own.)
@@ -80,6 +89,7 @@ def run_bounded(command: list[str], cwd: Path) -> subprocess.CompletedProcess[st
     proc = subprocess.Popen(
         command,
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

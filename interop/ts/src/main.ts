@@ -5,8 +5,14 @@
 // "FAIL name: reason") and a final "ALL CHECKS PASSED (n)" line, and exits 0 only when
 // every check holds (1 when one fails, 2 on bad usage). Every run uses fresh emails and ids.
 //
-// Usage: tsx src/main.ts USER_HOST:PORT
+// Usage: tsx src/main.ts USER_TARGET [PRODUCT_TARGET]
+//
+// A target is HOST:PORT, or xds:///user to find the service through the registry's xDS
+// control plane (GRPC_XDS_BOOTSTRAP names the bootstrap file; `python -m registry.xds
+// bootstrap --registry HOST:PORT` prints one). With PRODUCT_TARGET one more check lists
+// products through it.
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import * as xds from "@grpc/grpc-js-xds";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { User, UserEventType } from "../../../generated/ts/switchboard/user/v1/user";
 import {
@@ -14,6 +20,10 @@ import {
   UserServiceClient,
   type WatchUsersResponse,
 } from "../../../generated/ts/switchboard/user/v1/user_service";
+import {
+  ListProductsRequest,
+  ProductServiceClient,
+} from "../../../generated/ts/switchboard/product/v1/product_service";
 
 const CALL_TIMEOUT_MS = 5_000; // per unary call
 const WATCH_TIMEOUT_MS = 5_000; // how long WatchUsers may take to show our CREATED event
@@ -278,16 +288,33 @@ function decodeStatusDetails(err: ServiceError): StatusDetails {
   return out;
 }
 
+// listProducts lists one page of products through `products` (the list may be empty).
+function listProducts(products: ProductServiceClient): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const options = { deadline: deadline(), waitForReady: true };
+    const request = ListProductsRequest.fromPartial({ pageSize: 1 });
+    products.listProducts(request, new Metadata(), options, (err, res) => {
+      if (err) reject(describe(err));
+      else resolve(`page_size=1 listed=${res.products.length}`);
+    });
+  });
+}
+
 async function main(): Promise<number> {
-  const target = process.argv[2];
-  if (!target || process.argv.length !== 3) {
-    console.error("usage: interop-ts USER_HOST:PORT");
+  const [target, productTarget] = process.argv.slice(2);
+  if (!target || process.argv.length > 4) {
+    console.error("usage: interop-ts USER_TARGET [PRODUCT_TARGET]");
     return 2;
   }
+  xds.register(); // the xds:/// resolver and balancers (gRFC A27)
   const client = new UserServiceClient(target, credentials.createInsecure());
   const checker = new Checker(client);
   let failed = 0;
   const checks = checker.checks();
+  const products = productTarget
+    ? new ProductServiceClient(productTarget, credentials.createInsecure())
+    : undefined;
+  if (products) checks.push({ name: "list-products", run: () => listProducts(products) });
   for (const check of checks) {
     try {
       console.log(`PASS ${check.name}: ${await check.run()}`);
@@ -297,6 +324,7 @@ async function main(): Promise<number> {
     }
   }
   client.close();
+  products?.close();
   const n = checks.length;
   console.log(failed ? `${failed} OF ${n} CHECKS FAILED` : `ALL CHECKS PASSED (${n})`);
   return failed ? 1 : 0;
