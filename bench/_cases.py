@@ -236,6 +236,17 @@ _ALL = (
         unit="deliveries/s",
     ),
     CaseInfo(
+        "registry.xds1000.py",
+        "Registry xDS (EDS) push to 1,000",
+        "registry",
+        "python",
+        "registry",
+        "1,000 ADS streams subscribed to one ClusterLoadAssignment, each response ACKed as a "
+        "gRPC client does; one Register at a time; latency from sending the change to each "
+        "subscriber reading the new endpoints. Same reader process as the Watch case.",
+        unit="deliveries/s",
+    ),
+    CaseInfo(
         "etcd.watch1000.py",
         "etcd Watch fan-out to 1,000",
         "etcd",

@@ -31,14 +31,18 @@ import grpc.aio
 from bench._lg_ops import CALL_TIMEOUT_S, bench_instance, etcd_key, etcd_prefix, own_channel
 from bench._runner import TICKS_PER_S, Failures, sum_ticks
 from bench._stats import Rep
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 
-__all__ = ["EtcdFanout", "FanoutSpec", "RegistryFanout", "Target", "run_fanouts"]
+__all__ = ["EtcdFanout", "FanoutSpec", "RegistryFanout", "Target", "XdsFanout", "run_fanouts"]
 
 READY_TIMEOUT_S = 60.0
 DELIVERY_TIMEOUT_S = 5.0
 SERVICE = "fanout"
+XDS_SERVICE = "fanout-xds"  # its own service: the Watch case's changes are not xDS's
+_EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,68 @@ class RegistryFanout:
         request = rs.RegisterRequest(instance=instance)
         request.ttl.seconds = 300
         await self._writer.Register(request, timeout=CALL_TIMEOUT_S)
+
+
+class XdsFanout:
+    """xDS subscribers: ADS streams following one ClusterLoadAssignment (EDS), each
+    response ACKed as gRPC clients do; a change is a Register of a new instance.
+
+    Changes go out one at a time and the service starts empty, so the n-th endpoint a
+    subscriber sees is the n-th change: counting endpoints (not formatting 1,000 x N
+    addresses in this one reader process) tells which change arrived.
+    """
+
+    def __init__(self, address: str, connections: int) -> None:
+        self.channels = [own_channel(address) for _ in range(connections)]
+        self.writer_channel = own_channel(address)
+        self._writer = rs_grpc.RegistryServiceStub(self.writer_channel)
+        self._index = 0
+        self._keys: list[str] = []  # keys of the registered instances, in order
+
+    async def watch(self, channel: grpc.aio.Channel) -> AsyncIterator[list[str]]:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+        request = discovery_pb2.DiscoveryRequest(type_url=_EDS, resource_names=[XDS_SERVICE])
+        request.node.id = "bench"
+        await call.write(request)
+        known: int | None = None
+        try:
+            async for response in call:
+                ack = discovery_pb2.DiscoveryRequest(
+                    type_url=_EDS,
+                    resource_names=[XDS_SERVICE],
+                    version_info=response.version_info,
+                    response_nonce=response.nonce,
+                )
+                await call.write(ack)
+                count = _endpoint_count(response)
+                if known is None:
+                    known = count
+                    yield []  # ready: the first answer
+                    continue
+                new, known = self._keys[known:count], max(known, count)
+                if new:
+                    yield new
+        finally:
+            call.cancel()
+
+    async def change(self, key: str) -> None:
+        self._index += 1
+        instance = bench_instance(XDS_SERVICE, self._index)
+        instance.instance_id = key
+        self._keys.append(key)
+        request = rs.RegisterRequest(instance=instance)
+        request.ttl.seconds = 300
+        await self._writer.Register(request, timeout=CALL_TIMEOUT_S)
+
+
+def _endpoint_count(response: discovery_pb2.DiscoveryResponse) -> int:
+    """How many endpoints an EDS response lists."""
+    count = 0
+    for packed in response.resources:
+        assignment = endpoint_pb2.ClusterLoadAssignment()
+        packed.Unpack(assignment)
+        count += sum(len(locality.lb_endpoints) for locality in assignment.endpoints)
+    return count
 
 
 class EtcdFanout:

@@ -29,7 +29,14 @@ import grpc.aio
 
 from bench import _lg_ops as ops
 from bench._etcd import load_stubs
-from bench._lg_watch import EtcdFanout, FanoutSpec, RegistryFanout, Target, run_fanouts
+from bench._lg_watch import (
+    EtcdFanout,
+    FanoutSpec,
+    RegistryFanout,
+    Target,
+    XdsFanout,
+    run_fanouts,
+)
 from bench._procs import read_memory
 from bench._runner import Failures, Op, measure_rep, run_once
 from bench._stats import Rep
@@ -159,6 +166,8 @@ async def rounds(spec: Spec) -> Result:
 def _fanout_target(entry: Spec, connections: int) -> Target:
     if entry["kind"] == "registry":
         return RegistryFanout(entry["target"], connections)
+    if entry["kind"] == "xds":
+        return XdsFanout(entry["target"], connections)
     return EtcdFanout(entry["target"], connections, _etcd(entry))
 
 

@@ -143,7 +143,8 @@ def _fill_entries(
 
 
 async def fanout(stack: Stack, results: dict[str, CaseResult]) -> None:
-    """Watch fan-out to ``config.watchers`` watchers, registry and etcd in the same rounds."""
+    """Watch fan-out to ``config.watchers`` watchers: registry Watch, registry xDS (EDS) and
+    etcd in the same rounds."""
     config = stack.config
     entries = [
         {
@@ -155,6 +156,7 @@ async def fanout(stack: Stack, results: dict[str, CaseResult]) -> None:
         }
         for key, kind, proc in (
             ("registry.watch1000.py", "registry", stack.registry),
+            ("registry.xds1000.py", "xds", stack.registry),
             ("etcd.watch1000.py", "etcd", stack.etcd),
         )
         if proc is not None

@@ -173,7 +173,7 @@ async def _main_phases(stack: Stack, results: dict[str, CaseResult]) -> None:
     )
     await _phase(
         results,
-        ["registry.watch1000.py", "etcd.watch1000.py"],
+        ["registry.watch1000.py", "registry.xds1000.py", "etcd.watch1000.py"],
         "watch fan-out",
         lambda: phases.fanout(stack, results),
     )

@@ -90,14 +90,16 @@ def _keepalive(case: CaseResult, how: str) -> Target:
     return _compare(name, needs, rate.median, lambda v: v >= 10_000, _figure_text(rate, "/s"))
 
 
-def _fanout(case: CaseResult) -> Target:
-    name, needs = "Watch fan-out p99 to 1,000 watchers", "< 100 ms, none lost"
+def _fanout(
+    case: CaseResult, name: str = "Watch fan-out p99 to 1,000 watchers", limit_ms: float = 100
+) -> Target:
+    needs = f"< {limit_ms:g} ms, none lost"
     p99 = case.p99
     if not case.ran or p99 is None:
         return _unmeasured(name, needs, case)
     lost = case.errors
     text = f"p99 {_figure_text(p99, 'ms')}; {lost} deliveries lost"
-    return _compare(name, needs, p99.median, lambda v: v < 100 and lost == 0, text)
+    return _compare(name, needs, p99.median, lambda v: v < limit_ms and lost == 0, text)
 
 
 def _failover(case: CaseResult) -> Target:
@@ -157,6 +159,8 @@ def judge(results: Mapping[str, CaseResult], idle_rss: Mapping[str, int]) -> lis
             0.5,
         ),
         _fanout(r["registry.watch1000.py"]),
+        # gRFC A27 clients ACK every response; the issue (#18) asks for p99 < 200 ms.
+        _fanout(r["registry.xds1000.py"], "xDS endpoint push p99 to 1,000 subscribers", 200),
         _failover(r["failover.kill1of3"]),
         ratio_target("CreateUser vs raw echo", r["user.create.ghz"], r["echo.aio.ghz"], 0.3),
         ratio_target("ListUsers(50) vs raw echo", r["user.list50.ghz"], r["echo.aio.ghz"], 0.2),

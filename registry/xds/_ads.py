@@ -63,6 +63,7 @@ class _Subscription:
     """One resource type on one stream."""
 
     names: frozenset[str] = frozenset()
+    valid: tuple[str, ...] = ()  # the names that are service names, sorted
     nonce: str = ""
     requested: bool = False
 
@@ -102,7 +103,7 @@ class _Session:
         if names != sub.names or not sub.requested:
             sub.requested = True
             self._resubscribe(request.type_url, sub.names, names)
-            sub.names = names
+            sub.names, sub.valid = names, tuple(sorted(n for n in names if _valid(n)))
             self.dirty.add(request.type_url)
             self.wake.set()
 
@@ -142,7 +143,7 @@ class _Session:
 
     def _response(self, type_url: str) -> discovery_pb2.DiscoveryResponse | None:
         sub = self.subs[type_url]
-        names = sorted(n for n in sub.names if _valid(n))
+        names = sub.valid
         if type_url == r.ENDPOINTS:
             version, resources = self._assignments(names)
             if not resources:
@@ -155,7 +156,7 @@ class _Session:
             version_info=str(version), resources=resources, type_url=type_url, nonce=sub.nonce
         )
 
-    def _assignments(self, names: list[str]) -> tuple[int, list[any_pb2.Any]]:
+    def _assignments(self, names: tuple[str, ...]) -> tuple[int, list[any_pb2.Any]]:
         known = [a for a in map(self.feeds.assignment, names) if a is not None]
         return max((rev for rev, _ in known), default=0), [packed for _, packed in known]
 
