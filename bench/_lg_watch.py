@@ -123,6 +123,12 @@ class XdsFanout:
         known: int | None = None
         try:
             async for response in call:
+                count = _endpoint_count(response)
+                if known is None:
+                    yield []  # ready: the first answer
+                elif new := self._keys[known:count]:
+                    yield new  # noted as arrived now, before this reader's own ACK
+                known = count if known is None else max(known, count)
                 ack = discovery_pb2.DiscoveryRequest(
                     type_url=_EDS,
                     resource_names=[XDS_SERVICE],
@@ -130,14 +136,6 @@ class XdsFanout:
                     response_nonce=response.nonce,
                 )
                 await call.write(ack)
-                count = _endpoint_count(response)
-                if known is None:
-                    known = count
-                    yield []  # ready: the first answer
-                    continue
-                new, known = self._keys[known:count], max(known, count)
-                if new:
-                    yield new
         finally:
             call.cancel()
 
