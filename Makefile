@@ -84,7 +84,7 @@ test: $(STAMP) ## Create the venv if needed, then run every test
 
 .PHONY: run
 run: $(STAMP) ## Create the venv if needed, then start the platform in the foreground
-	$(PY) -m services.runtime.supervisor
+	$(BIN)/switchboard run
 
 DATA_DIR ?= var
 

@@ -1,11 +1,9 @@
-"""Typed clients, the sync wrapper, the operator CLI and the settings they read."""
+"""Typed clients, the sync wrapper and the settings they read (the CLI: tests/platform)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,9 +19,8 @@ from services.runtime.client._discovery import (
 )
 from services.runtime.client._sync import SyncClient
 from services.runtime.client._typed import RegistryClient
-from services.runtime.ops import format_table, run
 from services.user.client import UserClient
-from tests.client.conftest import REPO, Instance, Registry, StartUsers
+from tests.client.conftest import Instance, Registry, StartUsers
 
 
 @pytest.fixture
@@ -49,8 +46,8 @@ async def test_user_client_round_trip(users: tuple[Instance, UserClient]) -> Non
     assert instance.servicer.calls["DeleteUser"] == 2  # NOT_FOUND was not retried
 
 
-async def test_registry_client_and_ops_cli(
-    registry: Registry, start_users: StartUsers, capsys: pytest.CaptureFixture[str]
+async def test_registry_client_lists_and_resolves(
+    registry: Registry, start_users: StartUsers
 ) -> None:
     instance = await start_users("a")
     config = RegistryConfig(addresses=(registry.address,), version="9.9")
@@ -63,46 +60,9 @@ async def test_registry_client_and_ops_cli(
             reader = RegistryClient(await client.registry())
             assert [s.name for s in (await reader.list_services()).services] == ["user"]
             assert len((await reader.resolve("user")).instances) == 2
-        assert await run(["--registry", registry.address, "--health-timeout-s", "0.5"]) == 0
-        table = capsys.readouterr().out.splitlines()
-        assert table[0].split() == [
-            "SERVICE",
-            "INSTANCE",
-            "ADDRESS",
-            "VERSION",
-            "RENEWED",
-            "HEALTH",
-        ]
-        rows = {line.split()[1]: line.split() for line in table[1:]}
-        assert rows["user-a"][2:4] == [instance.address, "9.9"]
-        assert rows["user-a"][5] == "SERVING"
-        assert rows["user-gone"][5] == "UNAVAILABLE"
-        assert await run(["--registry", registry.address, "services"]) == 0
-        assert capsys.readouterr().out.split() == ["SERVICE", "INSTANCES", "user", "2"]
     finally:
         await agent.stopping()
         await gone.stopping()
-
-
-@pytest.mark.e2e
-async def test_ops_cli_as_a_process(registry: Registry) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SWITCHBOARD_REGISTRY": registry.address}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.runtime.ops", "services",
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(15):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err
-    assert out.decode().split() == ["SERVICE", "INSTANCES"]
-
-
-async def test_ops_cli_reports_an_unreachable_registry(
-    registry: Registry, capsys: pytest.CaptureFixture[str]
-) -> None:
-    await registry.stop()
-    assert await run(["--registry", registry.address, "services"]) == 1
-    assert "error: registry" in capsys.readouterr().err
 
 
 async def test_sync_client(start_users: StartUsers) -> None:
@@ -118,10 +78,6 @@ async def test_sync_client(start_users: StartUsers) -> None:
             return [created.id, fetched.id, *revisions]
 
     assert await asyncio.to_thread(script) == ["u1", "sync", "1", "2", "3"]
-
-
-def test_format_table() -> None:
-    assert format_table(["A", "LONG"], [["xyz", "1"]]) == "A    LONG\nxyz  1"
 
 
 def test_registry_config_from_flags_and_env() -> None:

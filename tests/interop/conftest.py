@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.interop._clients import CLIENTS
-from tests.supervisor._platform import REPO, TIMINGS, Platform, running_platform, write_timings
+from tests.platform._platform import REPO, TIMINGS, Platform, running_platform, write_timings
 
 BUILD_TIMEOUT_S = 600.0  # a cold build resolves Go modules, npm packages and Maven artifacts
 

@@ -14,7 +14,7 @@ import pytest
 
 from registry.xds import bootstrap_json
 from tests.interop._clients import CLIENTS, XDS_CHECKS, XDS_LANGUAGES
-from tests.supervisor._platform import TIMINGS, Platform, require_tools
+from tests.platform._platform import TIMINGS, Platform, require_tools
 
 pytestmark = [pytest.mark.interop, pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.supervisor._platform import (
+from tests.platform._platform import (
     REPO,
     TIMINGS,
     Platform,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.supervisor._platform import REPO, Platform
+from tests.platform._platform import REPO, Platform
 
 pytestmark = pytest.mark.e2e
 

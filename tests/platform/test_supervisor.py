@@ -1,7 +1,7 @@
 """``make run`` end to end: the supervisor with real registry, user and product processes.
 
-Each test starts ``python -m services.runtime.supervisor`` on free ports with a
-temporary data dir (see ``_platform``), exactly what ``make run`` runs.
+Each test starts ``switchboard run`` on free ports with a temporary data dir
+(see ``_platform``), exactly what ``make run`` runs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,11 +19,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from services.platform import CRASH_LIMIT
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.supervisor._platform import (
+from tests.platform._platform import (
     REPO,
+    SWITCHBOARD,
     TIMINGS,
     Platform,
     running_platform,
@@ -131,7 +132,7 @@ def test_a_second_supervisor_on_the_same_ports_fails_fast_saying_busy(
     env = {**os.environ, **platform.ports.env(), "DATA_DIR": str(tmp_path / "second")}
     started = time.monotonic()
     second = subprocess.run(
-        [sys.executable, "-m", "services.runtime.supervisor"],
+        [SWITCHBOARD, "run"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -141,26 +142,57 @@ def test_a_second_supervisor_on_the_same_ports_fails_fast_saying_busy(
     )
     TIMINGS["supervisor: second supervisor exits 2 (busy) after"] = time.monotonic() - started
     assert second.returncode == 2, second
-    assert "busy" in second.stderr and str(platform.ports.registry) in second.stderr
+    assert second.stderr.count("\n") == 1, "one line"
+    for name, port in platform.ports.env().items():  # every busy port, at once
+        assert str(port) in second.stderr and f"{name}={int(port) + 100}" in second.stderr
+    assert "busy" in second.stderr and "DATA_DIR=" in second.stderr
     assert "Traceback" not in second.stderr + second.stdout
     assert second.stdout == "", "nothing may start"
     assert serving(platform.ports.address("registry")), "the first platform is unharmed"
 
 
-def test_a_child_killed_with_sigkill_is_reported_and_the_supervisor_exits_nonzero(
+def test_a_child_killed_with_sigkill_is_restarted_and_registers_again(
     platform: Platform,
 ) -> None:
-    children = platform.children()
-    os.kill(children["user"], signal.SIGKILL)
-    platform.wait_for("exited unexpectedly", EVENT_TIMEOUT_S)
-    code = platform.wait_exit()
+    before = platform.children()
+    os.kill(before["user"], signal.SIGKILL)
+    platform.wait_for("user restarted and up again", EVENT_TIMEOUT_S)
     out = platform.output()
-    assert code != 0, out
-    assert re.search(r"user exited unexpectedly with code -9\b", out), out
-    stop_line(out, "product")
+    assert re.search(r"user exited unexpectedly with code -9; restarting in 0\.1 s", out), out
+    after = platform.children()
+    assert sorted(after) == ["product", "registry", "user"]
+    assert after["user"] != before["user"] and after["registry"] == before["registry"]
+    assert serving(platform.ports.address("user"), SERVICES["user"])
+    with grpc.insecure_channel(platform.ports.address("registry")) as channel:
+        stub = rs_grpc.RegistryServiceStub(channel)
+        reply = stub.Resolve(rs.ResolveRequest(service="user"), timeout=RPC_TIMEOUT_S)
+        assert any(i.address.endswith(f":{platform.ports.user}") for i in reply.instances)
+    assert platform.terminate() == 0, platform.output()
+    assert "Traceback" not in platform.output()
+
+
+def test_a_crash_looping_child_stops_everything_with_exit_1(platform: Platform) -> None:
+    first = platform.children()
+    for crash in range(1, CRASH_LIMIT + 1):
+        os.kill(platform.children()["product"], signal.SIGKILL)
+        if crash < CRASH_LIMIT:
+            wait_count(platform, "product restarted and up again", crash)
+    assert platform.wait_exit() == 1, platform.output()
+    out = platform.output()
+    assert f"its {CRASH_LIMIT}th crash in 60 s: it is crash-looping" in out, out
+    stop_line(out, "user")
     stop_line(out, "registry")
     assert "Traceback" not in out
-    assert not any(alive(pid) for pid in children.values()), "a child outlived the supervisor"
+    assert not any(alive(pid) for pid in first.values()), "a child outlived the supervisor"
+
+
+def wait_count(platform: Platform, text: str, count: int) -> None:
+    """Wait (bounded) until ``text`` appears ``count`` times in the output."""
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while platform.output().count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} x{count}:\n{platform.output()}"
+        assert platform.proc.poll() is None, platform.output()
+        time.sleep(0.02)
 
 
 def test_sighup_from_a_closed_terminal_stops_every_child(platform: Platform) -> None:
@@ -175,7 +207,7 @@ def test_sighup_from_a_closed_terminal_stops_every_child(platform: Platform) -> 
 def test_a_bad_port_variable_is_one_line_and_exit_2(tmp_path: Path) -> None:
     env = {**os.environ, "USER_PORT": "not-a-port", "DATA_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "services.runtime.supervisor"],
+        [SWITCHBOARD, "run"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -183,8 +215,11 @@ def test_a_bad_port_variable_is_one_line_and_exit_2(tmp_path: Path) -> None:
         timeout=BUSY_TIMEOUT_S,
     )
     assert result.returncode == 2
-    assert "USER_PORT='not-a-port' is not a port number" in result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr == (
+        "switchboard run: USER_PORT='not-a-port' is not a port number: use 1-65535, "
+        "e.g. USER_PORT=6000\n"
+    )
+    assert result.stdout == ""
 
 
 def alive(pid: int) -> bool:

@@ -1,7 +1,7 @@
-"""The platform as ``make run`` starts it, for end-to-end tests: the supervisor on free ports.
+"""The platform as ``make run`` starts it, for end-to-end tests: ``switchboard run`` on free ports.
 
-:func:`running_platform` picks three free ports, starts ``python -m
-services.runtime.supervisor`` with ``REGISTRY_PORT``/``USER_PORT``/``PRODUCT_PORT``
+:func:`running_platform` picks three free ports, starts ``switchboard run``
+(the console script ``make run`` calls) with ``REGISTRY_PORT``/``USER_PORT``/``PRODUCT_PORT``
 and a temporary ``DATA_DIR`` (nothing else differs from ``make run``), waits
 (bounded) for ``switchboard is up`` and, on exit, stops it with SIGTERM and
 kills whatever is left: the supervisor's process group and each child's (the
@@ -32,6 +32,7 @@ import pytest
 
 __all__ = [
     "REPO",
+    "SWITCHBOARD",
     "TIMINGS",
     "UP_LINE",
     "Platform",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+SWITCHBOARD = str(Path(sys.executable).parent / "switchboard")
+"""The ``switchboard`` console script of this venv (``make run`` runs ``switchboard run``)."""
 UP_LINE = "switchboard is up"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0  # the supervisor gives each child up to 20 s after SIGTERM
@@ -164,16 +167,20 @@ class Platform:
 
 
 def start_platform(
-    data_dir: Path, log_path: Path, ports: Ports, env: Mapping[str, str] | None = None
+    data_dir: Path,
+    log_path: Path,
+    ports: Ports,
+    env: Mapping[str, str] | None = None,
+    repo: Path = REPO,
 ) -> Platform:
-    """Start the supervisor in its own session (as ``make run`` does, minus make)."""
+    """Start ``switchboard run`` in ``repo``, in its own session (as ``make run`` does)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     full_env.update({**ports.env(), "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
     full_env.update(env or {})
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.supervisor"],
-            cwd=REPO,
+            [SWITCHBOARD, "run"],
+            cwd=repo,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -183,16 +190,23 @@ def start_platform(
 
 
 @contextlib.contextmanager
-def running_platform(workdir: Path, label: str = "") -> Iterator[Platform]:
+def running_platform(
+    workdir: Path,
+    label: str = "",
+    env: Mapping[str, str] | None = None,
+    repo: Path = REPO,
+) -> Iterator[Platform]:
     """Start the platform on free ports, wait until it is up, and always clean up.
 
     ``label`` names the start-up time in :data:`TIMINGS` (the slowest of the session is
-    kept; nothing is recorded without a label).
+    kept; nothing is recorded without a label). ``env`` adds variables (e.g. another
+    service's ``ORDERS_PORT``); ``repo`` is the checkout to run in.
     """
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(_START_ATTEMPTS):
-        platform = start_platform(data_dir, workdir / f"supervisor-{attempt}.log", free_ports())
+        log = workdir / f"supervisor-{attempt}.log"
+        platform = start_platform(data_dir, log, free_ports(), env, repo)
         try:
             if not _came_up(platform):
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.supervisor._platform import write_timings
+from tests.platform._platform import write_timings
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,0 +1,340 @@
+"""Run the platform file's processes in the foreground: ``switchboard run`` (``make run``).
+
+Processes start level by level (a process starts once everything in its
+``after`` list is healthy and, for a service, registered); each child's output
+is prefixed with its name. A child that dies on its own is restarted with
+exponential backoff, like systemd's ``Restart=on-failure``; a child that
+crashes :data:`CRASH_LIMIT` times within :data:`CRASH_WINDOW_S` seconds is
+crash-looping, and then everything stops (exit 1). Ctrl-C, SIGTERM or SIGHUP
+stop the processes in the reverse order (services deregister while the
+registry still runs) and exit 0.
+
+Why not honcho/foreman: they signal every child at once (the registry may exit
+before the services deregister), cannot wait for gRPC health before declaring
+the platform up, and neither restarts a crashed child.
+
+Example::
+
+    $ switchboard run                    # or: make run
+    registry| registry listening on 127.0.0.1:50051
+    ...
+    switchboard is up in 0.9 s: registry 127.0.0.1:50051, user 127.0.0.1:50052, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
+    health_pb2,
+    health_pb2_grpc,
+)
+
+from services.platform._platform_file import Platform, Process, port_variable
+from services.platform._ports import busy_ports
+from switchboard.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+
+__all__ = [
+    "CRASH_LIMIT",
+    "CRASH_WINDOW_S",
+    "Supervisor",
+    "SupervisorError",
+    "check_ports_free",
+    "restart_delay",
+    "run_platform",
+]
+
+CRASH_LIMIT = 5
+"""This many crashes of one child within :data:`CRASH_WINDOW_S` is a crash loop: stop all."""
+CRASH_WINDOW_S = 60.0
+_BACKOFF_FIRST_S = 0.1  # systemd's RestartSec default
+_BACKOFF_CAP_S = 10.0
+_STOP_TIMEOUT_S = 20.0
+_HEALTH_TIMEOUT_S = 15.0
+# The first health checks run before the child listens; gRPC's default reconnect backoff
+# (1 s, growing) would then delay "up" by about a second per child.
+_HEALTH_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 200),
+)
+
+
+class SupervisorError(Exception):
+    """A condition that stops ``switchboard run`` with a one-line message and exit code 2."""
+
+
+def restart_delay(recent_crashes: int) -> float:
+    """Seconds to wait before restarting a child that crashed ``recent_crashes`` times lately.
+
+    Example: ``[restart_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]`` (capped at 10 s).
+    """
+    return float(min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** max(0, recent_crashes - 1)))
+
+
+def check_ports_free(platform: Platform) -> None:
+    """Raise one :class:`SupervisorError` naming every busy port, and how to choose others."""
+    busy = busy_ports(platform.host, {p.name: p.port for p in platform.processes})
+    if not busy:
+        return
+    ports = ", ".join(f"{b.port} ({b.name})" for b in busy)
+    moves = " ".join(f"{port_variable(b.name)}={b.port + 100}" for b in busy)
+    raise SupervisorError(
+        f"busy on {platform.host}: {ports} ({busy[0].reason}). Is Switchboard already running? "
+        f"Stop it, or run a second one elsewhere: make run {moves} DATA_DIR=./var2"
+    )
+
+
+@dataclass
+class _Child:
+    """A process of the platform file and its current OS process."""
+
+    spec: Process
+    proc: asyncio.subprocess.Process | None = None
+    crashes: deque[float] = field(default_factory=deque)
+
+    def crash_count(self, now: float) -> int:
+        """Record a crash at ``now``; return the crashes within the window."""
+        self.crashes.append(now)
+        while self.crashes and self.crashes[0] < now - CRASH_WINDOW_S:
+            self.crashes.popleft()
+        return len(self.crashes)
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops the children; see the module docstring."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self._children = {p.name: _Child(p) for p in platform.processes}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._crashed: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+
+    async def start(self) -> None:
+        """Start every level of processes, each once the previous level is up."""
+        for level in self._platform.levels():
+            await asyncio.gather(*(self._start(p) for p in level))
+
+    async def _start(self, spec: Process) -> None:
+        await self._spawn(spec)
+        await self._wait_up(spec)
+
+    async def _spawn(self, spec: Process) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", spec.module, *spec.args,
+            env=self._env(spec), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop children in order.
+        )  # fmt: skip
+        self._children[spec.name].proc = proc
+        self._track(self._tasks, self._pump(spec.name, proc))
+
+    def _env(self, spec: Process) -> dict[str, str]:
+        p = self._platform
+        return {
+            **os.environ,
+            "SWITCHBOARD_LOG_LEVEL": p.log_level,
+            "SWITCHBOARD_REGISTRY": p.address(p.registry),
+            "SWITCHBOARD_DATA_DIR": p.data_dir,
+            "SWITCHBOARD_LISTEN": f"{p.host}:{spec.port}",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _track(self, tasks: set[asyncio.Task[None]], work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _pump(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            say(name, line.decode(errors="replace").rstrip())
+        code = await proc.wait()
+        if not self._stopping:
+            await self._crashed.put((name, code))
+
+    async def _wait_up(self, spec: Process) -> None:
+        """Wait until ``spec`` answers SERVING and, unless it is the registry, is registered."""
+        target = f"{self._platform.host}:{spec.port}"
+        deadline = time.monotonic() + _HEALTH_TIMEOUT_S
+        async with grpc.aio.insecure_channel(target, options=_HEALTH_CHANNEL_OPTIONS) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            await self._poll(spec, deadline, lambda: _is_serving(stub))
+        if spec.name == self._platform.registry:
+            return
+        # A service turns SERVING first and registers just after: "up" means discoverable.
+        registry = self._platform.address(self._platform.registry)
+        async with grpc.aio.insecure_channel(registry) as channel:
+            rstub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            await self._poll(spec, deadline, lambda: _is_registered(rstub, spec))
+
+    async def _poll(
+        self, spec: Process, deadline: float, ready: Callable[[], Awaitable[bool]]
+    ) -> None:
+        proc = self._children[spec.name].proc
+        while time.monotonic() < deadline:
+            if proc is None or proc.returncode is not None:
+                raise SupervisorError(f"{spec.name} exited during start-up")
+            if await ready():
+                return
+            await asyncio.sleep(0.05)
+        raise SupervisorError(
+            f"{spec.name} did not become healthy and registered in {_HEALTH_TIMEOUT_S:.0f} s"
+        )
+
+    async def supervise(self, stop: asyncio.Event) -> int:
+        """Restart crashed children until ``stop`` is set (0) or one crash-loops (1)."""
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                crash = asyncio.create_task(self._crashed.get())
+                await asyncio.wait({crash, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not crash.done():
+                    crash.cancel()
+                    return 0
+                if not self._on_crash(*crash.result()):
+                    return 1
+        finally:
+            stopped.cancel()
+
+    def _on_crash(self, name: str, code: int) -> bool:
+        """Schedule a restart; False when ``name`` is crash-looping (stop everything)."""
+        child = self._children[name]
+        count = child.crash_count(time.monotonic())
+        if count >= CRASH_LIMIT:
+            say(
+                "supervisor",
+                f"{name} exited with code {code}, its {count}th crash in "
+                f"{CRASH_WINDOW_S:.0f} s: it is crash-looping, stopping everything",
+            )
+            return False
+        delay = restart_delay(count)
+        say(
+            "supervisor",
+            f"{name} exited unexpectedly with code {code}; restarting in {delay:.1f} s "
+            f"(crash {count} of {CRASH_LIMIT} allowed in {CRASH_WINDOW_S:.0f} s)",
+        )
+        self._track(self._restarts, self._restart(child.spec, delay))
+        return True
+
+    async def _restart(self, spec: Process, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._spawn(spec)
+        try:
+            await self._wait_up(spec)
+        except SupervisorError as exc:  # its exit, if any, arrives as the next crash
+            say("supervisor", f"restarted {spec.name} is not up: {exc}")
+            return
+        pid = self._children[spec.name].proc
+        say("supervisor", f"{spec.name} restarted and up again (pid {pid.pid if pid else '?'})")
+
+    async def stop(self) -> None:
+        """Stop level by level, the last started first, each child with SIGTERM and a bound."""
+        self._stopping = True
+        for task in list(self._restarts):
+            task.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
+        for level in reversed(self._platform.levels()):
+            await asyncio.gather(*(self._terminate(p.name) for p in level))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 1.0)
+
+    async def _terminate(self, name: str) -> None:
+        proc = self._children[name].proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout=_STOP_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            code = await proc.wait()
+        say(name, f"stopped (exit code {code})")
+
+
+async def _is_serving(stub: health_pb2_grpc.HealthStub) -> bool:
+    try:
+        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _is_registered(
+    stub: registry_service_pb2_grpc.RegistryServiceAsyncStub, spec: Process
+) -> bool:
+    try:
+        reply = await stub.Resolve(
+            registry_service_pb2.ResolveRequest(service=spec.name), timeout=0.5
+        )
+    except grpc.aio.AioRpcError:
+        return False
+    return any(i.address.endswith(f":{spec.port}") for i in reply.instances)
+
+
+def say(name: str, line: str) -> None:
+    """Print ``line`` prefixed with who said it: ``user    | ...``."""
+    print(f"{name:<8}| {line}", flush=True)
+
+
+def _banner(platform: Platform, seconds: float) -> str:
+    where = ", ".join(f"{p.name} {platform.address(p.name)}" for p in platform.processes)
+    registry = platform.address(platform.registry)
+    return "\n".join(
+        [
+            f"switchboard is up in {seconds:.1f} s: {where}",
+            "try:",
+            f"  grpcurl -plaintext {registry} switchboard.registry.v1.RegistryService/ListServices",
+            f"  switchboard instances --registry {registry}",
+            "README.md walks through the rest. Ctrl-C stops everything.",
+        ]
+    )
+
+
+async def _run(platform: Platform) -> int:
+    supervisor = Supervisor(platform)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGHUP too: closing the terminal of `make run` must not orphan the children (they
+    # run in their own sessions, so the hangup never reaches them) and leave the ports busy.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    try:
+        if not await _started(supervisor, stop):
+            return 0
+        print(_banner(platform, time.monotonic() - started), flush=True)
+        return await supervisor.supervise(stop)
+    finally:
+        await supervisor.stop()
+
+
+async def _started(supervisor: Supervisor, stop: asyncio.Event) -> bool:
+    """Start everything; False if a signal came first (Ctrl-C during start-up stops at once)."""
+    start = asyncio.create_task(supervisor.start())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not start.done():
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        return False
+    start.result()  # raises SupervisorError if a child could not start
+    return True
+
+
+def run_platform(platform: Platform) -> int:
+    """Check the ports, run until Ctrl-C/SIGTERM or a crash loop; the exit code (0, 1)."""
+    check_ports_free(platform)
+    return asyncio.run(_run(platform))
