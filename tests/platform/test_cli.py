@@ -1,0 +1,165 @@
+"""The ``switchboard`` operator verbs as a person runs them, against a platform from ``make run``.
+
+Exit status: 0 ok, 1 registry unreachable, 2 bad usage; errors are one line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.platform import format_table
+from switchboard.registry.v1 import instance_pb2
+from switchboard.registry.v1 import registry_service_pb2 as rs
+from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
+from tests.platform._platform import REPO, SWITCHBOARD, Platform, running_platform
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with running_platform(tmp_path_factory.mktemp("cli")) as running:
+        yield running
+
+
+def switchboard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    return subprocess.run(
+        [SWITCHBOARD, *args],
+        cwd=REPO,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def register(platform: Platform, service: str, instance_id: str, port: int) -> str:
+    """Register an instance directly (as an agent would); its lease id."""
+    with grpc.insecure_channel(platform.ports.address("registry")) as channel:
+        instance = instance_pb2.Instance(
+            service=service, instance_id=instance_id, address=f"127.0.0.1:{port}", version="9.9"
+        )
+        reply = rs_grpc.RegistryServiceStub(channel).Register(
+            rs.RegisterRequest(instance=instance), timeout=5
+        )
+    return str(reply.lease_id)
+
+
+def deregister(platform: Platform, lease_id: str) -> None:
+    with grpc.insecure_channel(platform.ports.address("registry")) as channel:
+        stub = rs_grpc.RegistryServiceStub(channel)
+        stub.Deregister(rs.DeregisterRequest(lease_id=lease_id), timeout=5)
+
+
+def dead_port() -> int:
+    """A port nothing listens on (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_services_lists_each_service_once(platform: Platform) -> None:
+    result = switchboard("services", "--registry", platform.ports.address("registry"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SERVICE", "INSTANCES", "product", "1", "user", "1"]
+
+
+def test_instances_shows_health_per_instance_with_the_registry_from_the_environment(
+    platform: Platform,
+) -> None:
+    lease = register(platform, "user", "user-ghost", dead_port())
+    try:
+        env = {"SWITCHBOARD_REGISTRY": platform.ports.address("registry")}
+        result = switchboard("instances", "user", "--health-timeout-s", "0.5", env=env)
+    finally:
+        deregister(platform, lease)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["SERVICE", "INSTANCE", "ADDRESS", "VERSION", "RENEWED", "HEALTH"]
+    rows = {line.split()[1]: line.split() for line in lines[1:]}
+    assert len(rows) == 2 and all(row[0] == "user" for row in rows.values())
+    assert rows["user-ghost"][3:] and rows["user-ghost"][3] == "9.9"
+    assert rows["user-ghost"][5] == "UNAVAILABLE"
+    (real,) = (row for name, row in rows.items() if name != "user-ghost")
+    assert real[2] == platform.ports.address("user") and real[5] == "SERVING"
+
+
+def test_watch_prints_one_line_per_change_until_ctrl_c(platform: Platform, tmp_path: Path) -> None:
+    log = tmp_path / "watch.log"
+    registry = platform.ports.address("registry")
+    with log.open("w") as out:
+        watch = subprocess.Popen(
+            [SWITCHBOARD, "watch", "product", "--registry", registry],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        wait_line(log, "SNAPSHOT product: 1 instance(s)")
+        lease = register(platform, "product", "product-extra", dead_port())
+        wait_line(log, "ADDED    product product-extra")
+        deregister(platform, lease)
+        wait_line(log, "REMOVED  product product-extra")
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=TIMEOUT_S) == 0, log.read_text()
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(timeout=TIMEOUT_S)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3 and all(line.startswith("rev ") for line in lines), lines
+
+
+def wait_line(log: Path, text: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"no {text!r}:\n{log.read_text()}"
+        time.sleep(0.02)
+
+
+def test_an_unreachable_registry_is_one_line_and_exit_1() -> None:
+    result = switchboard("services", "--registry", f"127.0.0.1:{dead_port()}")
+    assert result.returncode == 1
+    assert result.stderr.startswith("switchboard services: registry 127.0.0.1:")
+    assert result.stderr.count("\n") == 1 and "pass --registry" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["services", "--health-timeout-s", "1"],  # a flag of `instances` only
+        ["watch"],
+        ["instances", "--health-timeout-s", "0", "--registry", "127.0.0.1:1"],
+        ["bogus"],
+    ],
+)
+def test_bad_usage_exits_2(args: list[str]) -> None:
+    result = switchboard(*args)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_each_verb_shows_only_its_own_flags() -> None:
+    services = switchboard("services", "-h").stdout
+    instances = switchboard("instances", "-h").stdout
+    run = switchboard("run", "-h").stdout
+    assert "--registry" in services and "--health-timeout-s" not in services
+    assert "--health-timeout-s" in instances
+    assert "--file" in run and "--registry" not in run
+
+
+def test_format_table() -> None:
+    assert format_table(["A", "LONG"], [["xyz", "1"]]) == "A    LONG\nxyz  1"

@@ -1,0 +1,111 @@
+"""The busy-port check: a SIGKILLed server's TIME_WAIT is not "busy"; a listener is.
+
+Before the fix the check bound without ``SO_REUSEADDR``: for a minute after a
+service was killed, ``make run`` refused to start ("is Switchboard already
+running?") although gRPC itself binds such a port fine.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+
+from services.platform import busy_ports, port_is_free
+from tests.platform._platform import REPO
+
+pytestmark = pytest.mark.e2e
+
+WAIT_S = 15.0
+_TIME_WAIT = "06"  # state column of /proc/net/tcp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def start_registry(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """A real registry process on 127.0.0.1:``port``, once it listens (bounded wait)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "registry", "--listen", f"127.0.0.1:{port}"],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + WAIT_S
+    while f"listening on 127.0.0.1:{port}" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the registry did not start:\n{log.read_text()}")
+        time.sleep(0.02)
+    return proc
+
+
+def time_wait_on(port: int) -> bool:
+    """True if a TCP socket with local port ``port`` is in TIME_WAIT (from /proc/net/tcp*).
+
+    tcp6 too: gRPC listens on a dual-stack socket, so its IPv4 connections show there.
+    """
+    tables = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+    for line in (row for table in tables for row in table.read_text().splitlines()[1:]):
+        fields = line.split()
+        if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == _TIME_WAIT:
+            return True
+    return False
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=WAIT_S)
+
+
+def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    server = start_registry(port, tmp_path / "first.log")
+    processes.append(server)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    server.send_signal(signal.SIGKILL)  # the kernel closes its connection first: TIME_WAIT
+    server.wait(timeout=WAIT_S)
+    channel.close()
+    deadline = time.monotonic() + WAIT_S
+    while not time_wait_on(port):
+        assert time.monotonic() < deadline, f"no TIME_WAIT on port {port}"
+        time.sleep(0.02)
+
+    with socket.socket() as plain, pytest.raises(OSError) as refused:
+        plain.bind(("127.0.0.1", port))  # the old check: refused for a minute
+    assert refused.value.errno == errno.EADDRINUSE
+
+    assert port_is_free("127.0.0.1", port) is None
+    assert busy_ports("127.0.0.1", {"registry": port}) == []
+    processes.append(start_registry(port, tmp_path / "second.log"))  # gRPC binds it, too
+
+
+def test_a_listening_port_is_busy_and_named() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        other = free_port()
+        busy = busy_ports("127.0.0.1", {"registry": port, "user": other})
+    assert [(b.name, b.port) for b in busy] == [("registry", port)]
+    assert "in use" in busy[0].reason
