@@ -27,7 +27,7 @@ from services.platform._platform_file import (
     port_variable,
 )
 from services.platform._ports import BusyPort, busy_ports, port_is_free
-from services.platform._scaffold import NewService, ScaffoldError, new_service
+from services.platform._scaffold import Names, NewService, ScaffoldError, new_service
 from services.platform._supervisor import (
     CRASH_LIMIT,
     CRASH_WINDOW_S,
@@ -44,6 +44,7 @@ __all__ = [
     "PLATFORM_FILE",
     "BusyPort",
     "InstanceRow",
+    "Names",
     "NewService",
     "Platform",
     "PlatformFileError",

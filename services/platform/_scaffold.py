@@ -72,6 +72,8 @@ class Names:
             "ress": self.ress,
             "Ress": _pascal(self.ress),
             "res_words": self.res.replace("_", " "),
+            "a_res": f"{_article(self.res)} {self.res.replace('_', ' ')}",
+            "A_res": f"{_article(self.res).capitalize()} {self.res.replace('_', ' ')}",
             "ress_words": self.ress.replace("_", " "),
             "OBJC": f"S{self.svc[0].upper()}X",
         }
@@ -126,6 +128,10 @@ def new_service(
         _make_protos(root)
         created.protos_ran = True
     return created
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"
 
 
 def _pascal(snake: str) -> str:
