@@ -99,10 +99,14 @@ class NewService:
         if self.protos_ran:
             lines.append(f"generated generated/python/switchboard/{v['svc']}/v1 (make protos)")
         body = f'{{"{v["res"]}": {{"display_name": "first"}}}}'
+        steps = [
+            (f".venv/bin/python -m pytest tests/{v['svc']}", "its own tests"),
+            ("make run", "starts it with the rest"),
+        ]
+        width = max(len(command) for command, _ in steps) + 2
+        lines.append("next:")
+        lines += [f"  {command.ljust(width)}# {why}" for command, why in steps]
         lines += [
-            "next:",
-            f"  .venv/bin/python -m pytest tests/{v['svc']}    # its own tests",
-            "  make run                                  # starts it with the rest",
             f"  grpcurl -plaintext -d '{body}' \\",
             f"    127.0.0.1:{self.port} {full}/Create{v['Res']}",
         ]

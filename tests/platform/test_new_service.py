@@ -224,3 +224,12 @@ def test_switchboard_run_starts_it_and_grpcurl_calls_it(
         ]
         described = ok(run([str(grpcurl), "-plaintext", target, "describe", SERVICE], repo, env))
         assert "Creates an order." in described  # the contract's comments, via reflection
+
+
+def test_the_readme_quickstart_shows_the_real_output(scaffolded: tuple[Path, str]) -> None:
+    _, printed = scaffolded
+    readme = (REPO / "README.md").read_text()
+    command = "$ .venv/bin/switchboard new-service orders\n"
+    assert command in readme, "the quickstart shows switchboard new-service"
+    shown = readme.split(command, 1)[1].split("```", 1)[0]
+    assert shown == printed
