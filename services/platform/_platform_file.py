@@ -8,7 +8,7 @@ Environment variables override what operators change per run: ``HOST``,
 Example::
 
     platform = load_platform(Path("switchboard.toml"), os.environ)
-    [p.name for p in platform.start_order()]    # ["registry", "user", "product"]
+    [p.name for p in platform.start_order()]    # the registry first, then the services
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Platform:
 
 
 def port_variable(name: str) -> str:
-    """The variable that overrides a process's port: ``port_variable("user") == "USER_PORT"``."""
+    """The variable overriding a port: ``port_variable("web-ui")`` is ``WEB_UI_PORT``."""
     return f"{name.upper().replace('-', '_')}_PORT"
 
 
@@ -217,7 +217,7 @@ def _process(name: str, table: Any, where: _Locator, env: Mapping[str, str]) -> 
     if not _MODULE.fullmatch(module):
         raise PlatformFileError(
             f"{where.at(section, 'module')}: [{section}] module = {module!r} is not a Python "
-            'module name: write it as for `python -m`, e.g. "services.user"'
+            'module name: write it as for `python -m`, e.g. "services.NAME"'
         )
     return Process(
         name=name,

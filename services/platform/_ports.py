@@ -7,8 +7,8 @@ gRPC server itself would bind fine. A port with a listener is busy either way.
 
 Example::
 
-    busy = busy_ports("127.0.0.1", {"registry": 50051, "user": 50052})
-    # [BusyPort(name="user", port=50052, reason="Address already in use")]
+    busy = busy_ports("127.0.0.1", {"registry": 50051, "web": 50052})
+    # [BusyPort(name="web", port=50052, reason="Address already in use")]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ is overwritten.
 
 Example::
 
-    created = new_service(Path("."), "orders")
+    created = new_service(Path("."), "billing")
     print(created.summary())
 """
 
@@ -46,7 +46,7 @@ class ScaffoldError(Exception):
 class Names:
     """Every spelling of a service's names that the templates use.
 
-    Example: ``Names.of("orders").values()["Res"] == "Order"``.
+    Example: ``Names.of("invoices").values()["Res"] == "Invoice"``.
     """
 
     svc: str
@@ -55,13 +55,13 @@ class Names:
 
     @classmethod
     def of(cls, name: str) -> Names:
-        """``orders`` -> resource ``order``; ``inventory`` -> resource ``inventory``."""
+        """``invoices`` -> resource ``invoice``; ``inventory`` -> resource ``inventory``."""
         if name.endswith("s") and not name.endswith("ss") and len(name) > 2:
             return cls(name, name[:-1], name)
         return cls(name, name, f"{name}s")
 
     def values(self) -> dict[str, str]:
-        """Placeholder -> text, e.g. ``{"svc": "orders", "Svc": "Orders", "RES": "ORDER"}``."""
+        """Placeholder -> text, e.g. ``{"svc": "invoices", "Svc": "Invoices", ...}``."""
         return {
             "svc": self.svc,
             "Svc": _pascal(self.svc),
@@ -69,6 +69,7 @@ class Names:
             "res": self.res,
             "Res": _pascal(self.res),
             "RES": self.res.upper(),
+            "RESS": self.ress.upper(),
             "ress": self.ress,
             "Ress": _pascal(self.ress),
             "res_words": self.res.replace("_", " "),

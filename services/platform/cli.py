@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch = verbs.add_parser("watch", help="print each registry change of a service, live")
     _add_registry(watch)
-    watch.add_argument("service", metavar="SERVICE", help="the service to follow, e.g. user")
+    watch.add_argument("service", metavar="SERVICE", help="the service to follow")
     new = verbs.add_parser("new-service", help="scaffold a service in the house style")
     new.add_argument("name", metavar="NAME", help="service name, e.g. orders")
     new.add_argument("--port", type=int, help="default port (default: the next free one)")
