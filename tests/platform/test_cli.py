@@ -77,6 +77,12 @@ def test_services_lists_each_service_once(platform: Platform) -> None:
     assert result.stdout.split() == ["SERVICE", "INSTANCES", "product", "1", "user", "1"]
 
 
+def test_without_a_registry_flag_the_platform_files_registry_is_used(platform: Platform) -> None:
+    result = switchboard("services", env={"REGISTRY_PORT": str(platform.ports.registry)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["SERVICE", "INSTANCES"] and "user" in result.stdout
+
+
 def test_instances_shows_health_per_instance_with_the_registry_from_the_environment(
     platform: Platform,
 ) -> None:

@@ -119,8 +119,11 @@ def copy_repository(target: Path) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     venv = Path(sys.prefix)
+    installed = venv / ".installed"
+    if not installed.exists():  # else `make protos` in the copy would reinstall into our venv
+        pytest.fail(f"{installed} is missing: run the tests through `make test` (or `make venv`)")
     (target / ".venv").symlink_to(venv)
-    stamp = (venv / ".installed").stat().st_mtime
+    stamp = installed.stat().st_mtime
     os.utime(target / "pyproject.toml", (stamp - 1, stamp - 1))  # make: the venv is current
     return target
 
