@@ -89,11 +89,24 @@ def _add_file(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_registry(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    """The flags that say where the registry is and how to reach it (reads need no token)."""
+    group = parser.add_argument_group("registry (each flag defaults to its SWITCHBOARD_* variable)")
+    group.add_argument(
         "--registry",
         metavar="HOST:PORT",
         help="registry address (default: $SWITCHBOARD_REGISTRY, else the platform file's)",
     )
+    group.add_argument("--registry-tls", action="store_true", help="dial the registry with TLS")
+    for flag, what in _TLS_FILES.items():
+        group.add_argument(f"--registry-{flag}", type=Path, metavar="PEM", help=what)
+    group.add_argument("--registry-server-name", help="TLS name to expect from the registry")
+
+
+_TLS_FILES = {
+    "ca": "CA bundle that signed the registry's certificate (implies TLS)",
+    "cert": "client certificate, for a registry that asks for one (mTLS)",
+    "key": "the client certificate's private key",
+}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -135,7 +148,7 @@ def _new_service(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _registry_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RegistryConfig:
-    config = RegistryConfig.from_env(env)
+    config = _with_tls_flags(RegistryConfig.from_env(env), ns)
     if ns.registry:
         return dataclasses.replace(config, addresses=(ns.registry,))
     if config.enabled:
@@ -147,6 +160,17 @@ def _registry_config(ns: argparse.Namespace, env: Mapping[str, str]) -> Registry
             "no registry: pass --registry HOST:PORT or set SWITCHBOARD_REGISTRY"
         ) from None
     return dataclasses.replace(config, addresses=(platform.address(platform.registry),))
+
+
+def _with_tls_flags(config: RegistryConfig, ns: argparse.Namespace) -> RegistryConfig:
+    given = {
+        "tls": ns.registry_tls or None,
+        "ca_file": ns.registry_ca,
+        "cert_file": ns.registry_cert,
+        "key_file": ns.registry_key,
+        "server_name": ns.registry_server_name,
+    }
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
 def _with_registry(

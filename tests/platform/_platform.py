@@ -37,10 +37,12 @@ __all__ = [
     "UP_LINE",
     "Platform",
     "Ports",
+    "free_port",
     "free_ports",
     "require_tools",
     "running_platform",
     "start_platform",
+    "start_registry",
     "write_timings",
 ]
 
@@ -87,6 +89,34 @@ def free_ports() -> Ports:
             sock.bind(("127.0.0.1", 0))
         registry, user, product = (sock.getsockname()[1] for sock in socks)
     return Ports(registry, user, product)
+
+
+def free_port() -> int:
+    """One port that is free right now (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def start_registry(port: int, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A real registry process on 127.0.0.1:``port`` (extra ``args``), once it listens.
+
+    The caller stops it. Example: ``proc = start_registry(free_port(), tmp_path / "r.log")``.
+    """
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "registry", "--listen", f"127.0.0.1:{port}", *args],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while f"listening on 127.0.0.1:{port}" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+            raise AssertionError(f"the registry did not start:\n{log.read_text()}")
+        time.sleep(_POLL_S)
+    return proc
 
 
 def require_tools(*tools: str, why: str) -> None:

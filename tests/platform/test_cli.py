@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +19,15 @@ from services.platform import format_table
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.platform._platform import REPO, SWITCHBOARD, Platform, running_platform
+from tests.platform._platform import (
+    REPO,
+    SWITCHBOARD,
+    Platform,
+    free_port,
+    running_platform,
+    start_registry,
+)
+from tests.runtime._certs import make_pki
 
 pytestmark = pytest.mark.e2e
 
@@ -65,10 +72,7 @@ def deregister(platform: Platform, lease_id: str) -> None:
 
 def dead_port() -> int:
     """A port nothing listens on (bound and released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()
 
 
 def test_services_lists_each_service_once(platform: Platform) -> None:
@@ -132,6 +136,26 @@ def wait_line(log: Path, text: str) -> None:
     while text not in log.read_text():
         assert time.monotonic() < deadline, f"no {text!r}:\n{log.read_text()}"
         time.sleep(0.02)
+
+
+def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path) -> None:
+    ca, server, client = make_pki(tmp_path)
+    port = free_port()
+    tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
+    registry = start_registry(
+        port, tmp_path / "registry.log", *tls, "--tls-client-ca", str(ca.cert)
+    )
+    try:
+        address = ("--registry", f"127.0.0.1:{port}")
+        plaintext = switchboard("services", *address)
+        assert plaintext.returncode == 1, "a TLS registry does not answer plaintext"
+        mtls = ("--registry-ca", str(ca.cert), "--registry-cert", str(client.cert))
+        result = switchboard("services", *address, *mtls, "--registry-key", str(client.key))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["SERVICE", "INSTANCES"]
+    finally:
+        registry.kill()
+        registry.wait(timeout=TIMEOUT_S)
 
 
 def test_an_unreachable_registry_is_one_line_and_exit_1() -> None:

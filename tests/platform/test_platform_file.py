@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from services.platform import (
     load_platform,
     restart_delay,
 )
-from tests.platform._platform import REPO
+from tests.platform._platform import REPO, SWITCHBOARD
 
 GOOD = """\
 [platform]
@@ -119,3 +120,22 @@ def test_no_platform_file_says_where_it_looked(tmp_path: Path) -> None:
 def test_restarts_back_off_exponentially_up_to_a_cap() -> None:
     assert [restart_delay(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.4, 0.8]
     assert restart_delay(50) == 10.0
+
+
+def test_switchboard_run_with_a_bad_file_is_one_line_exit_2_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, GOOD.replace("port = 7002", "port = -1"))
+    result = subprocess.run(
+        [SWITCHBOARD, "run", "--file", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"switchboard run: {path}:16: [process.a] port = -1 is not a port number: "
+        "use an integer 1-65535, e.g. port = 50060\n"
+    )
+    assert result.stdout == ""

@@ -11,7 +11,6 @@ import errno
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,36 +20,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from services.platform import busy_ports, port_is_free
-from tests.platform._platform import REPO
+from tests.platform._platform import free_port, start_registry
 
 pytestmark = pytest.mark.e2e
 
 WAIT_S = 15.0
 _TIME_WAIT = "06"  # state column of /proc/net/tcp
 _ATTEMPTS = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def start_registry(port: int, log: Path) -> subprocess.Popen[bytes]:
-    """A real registry process on 127.0.0.1:``port``, once it listens (bounded wait)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "registry", "--listen", f"127.0.0.1:{port}"],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + WAIT_S
-    while f"listening on 127.0.0.1:{port}" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"the registry did not start:\n{log.read_text()}")
-        time.sleep(0.02)
-    return proc
 
 
 def time_wait_on(port: int) -> bool:
