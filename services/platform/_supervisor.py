@@ -2,8 +2,9 @@
 
 Processes start level by level (a process starts once everything in its
 ``after`` list is healthy and, for a service, registered); each child's output
-is prefixed with its name. A child that dies on its own is restarted with
-exponential backoff, like systemd's ``Restart=on-failure``; a child that
+is prefixed with its name. A child that fails on its own (a non-zero exit
+code or a signal) is restarted with exponential backoff, like systemd's
+``Restart=on-failure`` (one that exits 0 stays stopped); a child that
 crashes :data:`CRASH_LIMIT` times within :data:`CRASH_WINDOW_S` seconds is
 crash-looping, and then everything stops (exit 1). Ctrl-C, SIGTERM or SIGHUP
 stop the processes in the reverse order (services deregister while the
@@ -209,6 +210,9 @@ class Supervisor:
 
     def _on_crash(self, name: str, code: int) -> bool:
         """Schedule a restart; False when ``name`` is crash-looping (stop everything)."""
+        if code == 0:  # Restart=on-failure: a clean exit (e.g. someone's SIGTERM) is respected
+            say("supervisor", f"{name} exited cleanly (code 0); not restarting it")
+            return True
         child = self._children[name]
         count = child.crash_count(time.monotonic())
         if count >= CRASH_LIMIT:

@@ -171,6 +171,14 @@ def test_a_child_killed_with_sigkill_is_restarted_and_registers_again(
     assert "Traceback" not in platform.output()
 
 
+def test_a_child_that_exits_cleanly_is_not_restarted(platform: Platform) -> None:
+    os.kill(platform.children()["product"], signal.SIGTERM)  # the service exits 0
+    platform.wait_for("product exited cleanly (code 0); not restarting it", EVENT_TIMEOUT_S)
+    assert "product" not in platform.children()
+    assert serving(platform.ports.address("user")), "the rest runs on"
+    assert platform.terminate() == 0, platform.output()
+
+
 def test_a_crash_looping_child_stops_everything_with_exit_1(platform: Platform) -> None:
     first = platform.children()
     for crash in range(1, CRASH_LIMIT + 1):
