@@ -103,7 +103,7 @@ class _Child:
     proc: asyncio.subprocess.Process | None = None
     crashes: deque[float] = field(default_factory=deque)
 
-    def crash_count(self, now: float) -> int:
+    def record_crash(self, now: float) -> int:
         """Record a crash at ``now``; return the crashes within the window."""
         self.crashes.append(now)
         while self.crashes and self.crashes[0] < now - CRASH_WINDOW_S:
@@ -214,7 +214,7 @@ class Supervisor:
             say("supervisor", f"{name} exited cleanly (code 0); not restarting it")
             return True
         child = self._children[name]
-        count = child.crash_count(time.monotonic())
+        count = child.record_crash(time.monotonic())
         if count >= CRASH_LIMIT:
             say(
                 "supervisor",
@@ -239,8 +239,8 @@ class Supervisor:
         except SupervisorError as exc:  # its exit, if any, arrives as the next crash
             say("supervisor", f"restarted {spec.name} is not up: {exc}")
             return
-        pid = self._children[spec.name].proc
-        say("supervisor", f"{spec.name} restarted and up again (pid {pid.pid if pid else '?'})")
+        proc = self._children[spec.name].proc
+        say("supervisor", f"{spec.name} restarted and up again (pid {proc.pid if proc else '?'})")
 
     async def stop(self) -> None:
         """Stop level by level, the last started first, each child with SIGTERM and a bound."""
