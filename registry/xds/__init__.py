@@ -16,9 +16,9 @@ Example::
 from __future__ import annotations
 
 from registry.xds._ads import ADS_SERVICE_NAME, MAX_NAMES, AdsServicer, ControlPlane
-from registry.xds._bootstrap import DEFAULT_NODE_ID, bootstrap, bootstrap_json
 from registry.xds._feeds import EndpointFeeds, WatchableStore
 from registry.xds._resources import CLUSTER, ENDPOINTS, LISTENER, ROUTE, TYPE_URLS
+from services.runtime.client.xds_bootstrap import DEFAULT_NODE_ID, bootstrap, bootstrap_json
 
 __all__ = [
     "ADS_SERVICE_NAME",

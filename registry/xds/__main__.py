@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from registry.xds._bootstrap import DEFAULT_NODE_ID, bootstrap_json
+from services.runtime.client.xds_bootstrap import add_bootstrap_arguments, bootstrap_from_args
 
 __all__ = ["main"]
 
@@ -24,11 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
     boot = verbs.add_parser("bootstrap", help="print a gRPC xDS bootstrap for a registry")
-    boot.add_argument("--registry", required=True, metavar="HOST:PORT")
-    boot.add_argument("--node-id", default=DEFAULT_NODE_ID)
-    boot.add_argument("--ca-file", type=Path, help="TLS: the CA of the registry's certificate")
-    boot.add_argument("--cert-file", type=Path, help="mTLS: this client's certificate")
-    boot.add_argument("--key-file", type=Path, help="mTLS: this client's private key")
+    add_bootstrap_arguments(boot)
     return parser
 
 
@@ -37,13 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     ns = parser.parse_args(argv)
     try:
-        text = bootstrap_json(
-            ns.registry,
-            node_id=ns.node_id,
-            ca_file=ns.ca_file,
-            cert_file=ns.cert_file,
-            key_file=ns.key_file,
-        )
+        text = bootstrap_from_args(ns)
     except ValueError as err:
         parser.error(str(err))
     sys.stdout.write(text)

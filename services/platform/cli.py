@@ -7,6 +7,9 @@
     switchboard instances [SERVICE]  instances with address, version, lease age and health
     switchboard watch SERVICE        one line per registry change of SERVICE, until Ctrl-C
     switchboard new-service NAME     scaffold a service: contracts, code, tests, platform entry
+    switchboard tls ca|cert          a development CA, and certificates it signs for services
+    switchboard token                a development token (auth on: `make run AUTH=1`)
+    switchboard xds-bootstrap        the bootstrap file a gRPC client needs to dial xds:///NAME
 
 Each verb shows only its own flags (``switchboard instances -h``). The
 registry comes from ``--registry``, else ``SWITCHBOARD_REGISTRY``, else the
@@ -43,7 +46,17 @@ from services.platform._platform_file import (
 )
 from services.platform._scaffold import ScaffoldError, new_service
 from services.platform._supervisor import SupervisorError, run_platform
-from services.runtime import Client, ClientConfig, RegistryClient, RegistryConfig, SwitchboardError
+from services.platform._tls import TlsError, make_ca, make_cert
+from services.runtime import (
+    Client,
+    ClientConfig,
+    ConfigError,
+    RegistryClient,
+    RegistryConfig,
+    SwitchboardError,
+)
+from services.runtime.auth.__main__ import add_token_arguments, token_command
+from services.runtime.client.xds_bootstrap import add_bootstrap_arguments, bootstrap_from_args
 
 __all__ = ["build_parser", "main"]
 
@@ -79,7 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--port", type=int, help="default port (default: the next free one)")
     new.add_argument("--skip-protos", action="store_true", help="do not run `make protos`")
     _add_file(new)
+    _add_tls(verbs)
+    token = verbs.add_parser("token", help="mint a development token (HS256)")
+    add_token_arguments(token)
+    xds = verbs.add_parser("xds-bootstrap", help="print a gRPC xDS bootstrap for a registry")
+    add_bootstrap_arguments(xds)
     return parser
+
+
+def _add_tls(verbs: Any) -> None:
+    tls = verbs.add_parser("tls", help="make a development CA and service certificates")
+    kinds = tls.add_subparsers(dest="tls_verb", required=True, metavar="ca|cert")
+    for kind, what in (("ca", "write a new CA"), ("cert", "write a certificate the CA signs")):
+        sub = kinds.add_parser(kind, help=what)
+        sub.add_argument("--dir", type=Path, default=Path("certs"), help="where (default certs)")
+        if kind == "cert":
+            sub.add_argument("--name", required=True, help="the service it names (CN), e.g. user")
+            sub.add_argument(
+                "--san",
+                action="append",
+                default=[],
+                help="a host name or IP clients dial (repeatable), e.g. --san 127.0.0.1",
+            )
 
 
 def _add_file(parser: argparse.ArgumentParser) -> None:
@@ -119,10 +153,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         "instances": _instances,
         "watch": _watch,
         "new-service": _new_service,
+        "tls": _tls,
+        "token": _token,
+        "xds-bootstrap": _xds_bootstrap,
     }
     try:
         return verbs[ns.verb](ns, environ)
-    except (UsageError, PlatformFileError, SupervisorError, ScaffoldError) as exc:
+    except (
+        UsageError,
+        PlatformFileError,
+        SupervisorError,
+        ScaffoldError,
+        TlsError,
+        ConfigError,
+        ValueError,
+    ) as exc:
         _fail(ns.verb, str(exc))
         return EXIT_USAGE
 
@@ -144,6 +189,24 @@ def _new_service(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
     path = _platform_file(ns)
     created = new_service(path.parent, ns.name, port=ns.port, run_protos=not ns.skip_protos)
     print(created.summary(), flush=True)
+    return EXIT_OK
+
+
+def _tls(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if ns.tls_verb == "ca":
+        print(make_ca(ns.dir).summary(), flush=True)
+    else:
+        print(make_cert(ns.dir, ns.name, ns.san).summary(), flush=True)
+    return EXIT_OK
+
+
+def _token(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
+    print(token_command(ns), flush=True)
+    return EXIT_OK
+
+
+def _xds_bootstrap(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
+    sys.stdout.write(bootstrap_from_args(ns))
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ Exit status: 0 ok, 1 registry unreachable, 2 bad usage; errors are one line.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import jwt
 import pytest
 
 from services.platform import format_table
+from services.platform.cli import main
+from services.runtime.auth import ensure_dev_secret, read_secret
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
@@ -193,3 +197,25 @@ def test_each_verb_shows_only_its_own_flags() -> None:
 
 def test_format_table() -> None:
     assert format_table(["A", "LONG"], [["xyz", "1"]]) == "A    LONG\nxyz  1"
+
+
+def test_token_mints_a_development_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "dev-secret"
+    ensure_dev_secret(secret)
+    args = ["--subject", "alice", "--scope", "users:read", "--secret-file", str(secret)]
+    assert main(["token", *args, "--issuer", "dev", "--audience", "switchboard"], env={}) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, read_secret(secret), algorithms=["HS256"], audience="switchboard")
+    assert (claims["sub"], claims["iss"]) == ("alice", "dev")
+    assert main(["token", "--subject", "alice"], env={}) == 2  # nothing to sign with
+    assert "give --auth POLICY" in capsys.readouterr().err
+
+
+def test_xds_bootstrap_prints_the_file_grpc_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["xds-bootstrap", "--registry", "127.0.0.1:50051"], env={}) == 0
+    server = json.loads(capsys.readouterr().out)["xds_servers"][0]
+    assert server["server_uri"] == "127.0.0.1:50051"
+    assert server["channel_creds"] == [{"type": "insecure"}]
+    assert main(["xds-bootstrap", "--registry", "r:1", "--cert-file", "c.pem"], env={}) == 2

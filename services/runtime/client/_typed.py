@@ -9,10 +9,10 @@ names none of them.
 
 Example::
 
-    class OrdersClient(TypedClient):
-        SERVICE = "orders"
+    class GreeterClient(TypedClient):
+        SERVICE = "greeter"
 
-    orders = await OrdersClient.connect(client)
+    greeter = await GreeterClient.connect(client)
 """
 
 from __future__ import annotations

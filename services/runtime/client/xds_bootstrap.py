@@ -1,5 +1,8 @@
 """The gRPC xDS bootstrap that points a client at a Switchboard registry.
 
+It lives on the client side of the runtime (not with the registry's xDS server)
+because clients and operators write it: ``switchboard xds-bootstrap`` prints one.
+
 A gRPC client (any language) reads it from the file named by
 ``GRPC_XDS_BOOTSTRAP`` (or the JSON itself in ``GRPC_XDS_BOOTSTRAP_CONFIG``) and
 then dials ``xds:///<service>``. With ``ca_file`` the client talks TLS to the
@@ -15,11 +18,18 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_NODE_ID", "bootstrap", "bootstrap_json"]
+__all__ = [
+    "DEFAULT_NODE_ID",
+    "add_bootstrap_arguments",
+    "bootstrap",
+    "bootstrap_from_args",
+    "bootstrap_json",
+]
 
 DEFAULT_NODE_ID = "switchboard-client"
 
@@ -70,3 +80,26 @@ def _channel_creds(
         config["certificate_file"] = str(cert_file.resolve())
         config["private_key_file"] = str(key_file.resolve())
     return {"type": "tls", "config": config}
+
+
+def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of every command that prints a bootstrap (``switchboard xds-bootstrap``)."""
+    parser.add_argument("--registry", required=True, metavar="HOST:PORT")
+    parser.add_argument("--node-id", default=DEFAULT_NODE_ID)
+    parser.add_argument("--ca-file", type=Path, help="TLS: the CA of the registry's certificate")
+    parser.add_argument("--cert-file", type=Path, help="mTLS: this client's certificate")
+    parser.add_argument("--key-file", type=Path, help="mTLS: this client's private key")
+
+
+def bootstrap_from_args(ns: argparse.Namespace) -> str:
+    """The bootstrap JSON for flags added by :func:`add_bootstrap_arguments`.
+
+    Raises ValueError (one line) for a flag combination that cannot work.
+    """
+    return bootstrap_json(
+        ns.registry,
+        node_id=ns.node_id,
+        ca_file=ns.ca_file,
+        cert_file=ns.cert_file,
+        key_file=ns.key_file,
+    )
