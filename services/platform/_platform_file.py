@@ -34,7 +34,7 @@ PLATFORM_FILE = "switchboard.toml"
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PROCESS_KEYS = {"module", "port", "after", "args"}
-_PLATFORM_KEYS = {"registry", "host", "data_dir", "log_level"}
+_PLATFORM_KEYS = {"registry", "host", "data_dir", "log_level", "auth_policy", "auth"}
 
 
 class PlatformFileError(Exception):
@@ -62,6 +62,8 @@ class Platform:
     data_dir: str = "./var"
     log_level: str = "INFO"
     path: Path = Path(PLATFORM_FILE)
+    auth_policy: Path | None = None  # the policy `AUTH=1` (development auth) starts with
+    auth: bool = False  # start with development auth on (AUTH=1 or [platform] auth = true)
 
     def process(self, name: str) -> Process:
         """The process called ``name`` (KeyError if none)."""
@@ -180,7 +182,30 @@ def _platform(data: dict[str, Any], where: _Locator, env: Mapping[str, str]) -> 
             env.get("LOG_LEVEL") or _text(settings, "log_level", "platform", where, "INFO")
         ).upper(),
         path=where.path,
+        auth_policy=_auth_policy(settings, where),
+        auth=_auth_on(settings, where, env),
     )
+
+
+def _auth_policy(settings: dict[str, Any], where: _Locator) -> Path | None:
+    """``[platform] auth_policy``, relative to the platform file's folder."""
+    if "auth_policy" not in settings:
+        return None
+    return where.path.parent / _text(settings, "auth_policy", "platform", where, "")
+
+
+def _auth_on(settings: dict[str, Any], where: _Locator, env: Mapping[str, str]) -> bool:
+    """AUTH=1 (or ``[platform] auth = true``) turns development auth on; it needs a policy."""
+    raw = env.get("AUTH", "")
+    on = raw.strip().lower() in {"1", "true", "yes", "on"} or settings.get("auth") is True
+    if raw and raw.strip().lower() not in {"0", "false", "no", "off", "1", "true", "yes", "on"}:
+        raise PlatformFileError(f"AUTH={raw!r}: use AUTH=1 (auth on) or AUTH=0 (off)")
+    if on and "auth_policy" not in settings:
+        raise PlatformFileError(
+            f'{where.at("platform")}: AUTH=1 needs [platform] auth_policy = "FILE" '
+            "(e.g. deploy/auth/policy.example.toml)"
+        )
+    return on
 
 
 def _table(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:

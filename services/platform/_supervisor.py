@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
@@ -42,6 +43,8 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 
 from services.platform._platform_file import Platform, Process, port_variable
 from services.platform._ports import busy_ports
+from services.runtime import ConfigError
+from services.runtime.auth import DevAuth, dev_auth
 from switchboard.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
 __all__ = [
@@ -114,8 +117,9 @@ class _Child:
 class Supervisor:
     """Starts, watches, restarts and stops the children; see the module docstring."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, auth: DevAuth | None = None) -> None:
         self._platform = platform
+        self._auth = auth
         self._children = {p.name: _Child(p) for p in platform.processes}
         self._tasks: set[asyncio.Task[None]] = set()
         self._restarts: set[asyncio.Task[None]] = set()
@@ -149,7 +153,22 @@ class Supervisor:
             "SWITCHBOARD_DATA_DIR": p.data_dir,
             "SWITCHBOARD_LISTEN": f"{p.host}:{spec.port}",
             "PYTHONUNBUFFERED": "1",
+            **self._auth_env(spec),
         }
+
+    def _auth_env(self, spec: Process) -> dict[str, str]:
+        """Development auth: the registry checks callers; a service also gets its own token."""
+        if self._auth is None:
+            return {}
+        if spec.name == self._platform.registry:
+            return self._auth.server_env()
+        return self._auth.service_env(spec.name)
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """What the supervisor's own registry checks send (a read needs a token under auth)."""
+        if self._auth is None:
+            return ()
+        return (("authorization", f"Bearer {self._auth.token('supervisor', roles=())}"),)
 
     def _track(self, tasks: set[asyncio.Task[None]], work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -177,7 +196,8 @@ class Supervisor:
         registry = self._platform.address(self._platform.registry)
         async with grpc.aio.insecure_channel(registry) as channel:
             rstub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-            await self._poll(spec, deadline, lambda: _is_registered(rstub, spec))
+            metadata = self._metadata()
+            await self._poll(spec, deadline, lambda: _is_registered(rstub, spec, metadata))
 
     async def _poll(
         self, spec: Process, deadline: float, ready: Callable[[], Awaitable[bool]]
@@ -275,12 +295,13 @@ async def _is_serving(stub: health_pb2_grpc.HealthStub) -> bool:
 
 
 async def _is_registered(
-    stub: registry_service_pb2_grpc.RegistryServiceAsyncStub, spec: Process
+    stub: registry_service_pb2_grpc.RegistryServiceAsyncStub,
+    spec: Process,
+    metadata: tuple[tuple[str, str], ...],
 ) -> bool:
     try:
-        reply = await stub.Resolve(
-            registry_service_pb2.ResolveRequest(service=spec.name), timeout=0.5
-        )
+        request = registry_service_pb2.ResolveRequest(service=spec.name)
+        reply = await stub.Resolve(request, timeout=0.5, metadata=metadata)
     except grpc.aio.AioRpcError:
         return False
     return any(i.address.endswith(f":{spec.port}") for i in reply.instances)
@@ -291,22 +312,50 @@ def say(name: str, line: str) -> None:
     print(f"{name:<8}| {line}", flush=True)
 
 
-def _banner(platform: Platform, seconds: float) -> str:
+def _banner(platform: Platform, seconds: float, auth: DevAuth | None) -> str:
     where = ", ".join(f"{p.name} {platform.address(p.name)}" for p in platform.processes)
     registry = platform.address(platform.registry)
+    header = '-H "authorization: Bearer $TOKEN" ' if auth is not None else ""
     return "\n".join(
         [
             f"switchboard is up in {seconds:.1f} s: {where}",
+            *_auth_lines(platform, auth),
             "try:",
-            f"  grpcurl -plaintext {registry} switchboard.registry.v1.RegistryService/ListServices",
+            f"  grpcurl -plaintext {header}{registry} "
+            "switchboard.registry.v1.RegistryService/ListServices",
             f"  switchboard instances --registry {registry}",
             "README.md walks through the rest. Ctrl-C stops everything.",
         ]
     )
 
 
+def _auth_lines(platform: Platform, auth: DevAuth | None) -> list[str]:
+    if auth is None:
+        return [
+            "auth is off (development): anyone who reaches these ports may call anything;",
+            "  `make run AUTH=1` starts with caller authentication and the example policy",
+        ]
+    return [
+        f"auth is on: policy {auth.policy_file}, development secret {auth.secret_file};",
+        "  a token with every scope and role of the policy, valid for a day:",
+        f"export TOKEN={auth.operator_token()}",
+    ]
+
+
+def development_auth(platform: Platform) -> DevAuth | None:
+    """The development auth ``platform`` asks for (AUTH=1), its secret under the data dir."""
+    if not platform.auth or platform.auth_policy is None:
+        return None
+    secret = Path(platform.data_dir) / "auth" / "dev-secret"
+    try:
+        return dev_auth(platform.auth_policy, secret)
+    except ConfigError as err:
+        raise SupervisorError(str(err)) from None
+
+
 async def _run(platform: Platform) -> int:
-    supervisor = Supervisor(platform)
+    auth = development_auth(platform)
+    supervisor = Supervisor(platform, auth)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP too: closing the terminal of `make run` must not orphan the children (they
@@ -317,7 +366,7 @@ async def _run(platform: Platform) -> int:
     try:
         if not await _started(supervisor, stop):
             return 0
-        print(_banner(platform, time.monotonic() - started), flush=True)
+        print(_banner(platform, time.monotonic() - started, auth), flush=True)
         return await supervisor.supervise(stop)
     finally:
         await supervisor.stop()

@@ -23,6 +23,8 @@ from services.platform import CRASH_LIMIT
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
+from switchboard.user.v1 import user_service_pb2 as user_pb
+from switchboard.user.v1 import user_service_pb2_grpc as user_grpc
 from tests.platform._platform import (
     REPO,
     SWITCHBOARD,
@@ -237,3 +239,32 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _get_user(address: str, token: str | None) -> grpc.StatusCode:
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    with grpc.insecure_channel(address) as channel:
+        stub = user_grpc.UserServiceStub(channel)
+        try:
+            stub.GetUser(
+                user_pb.GetUserRequest(id="nobody"), timeout=RPC_TIMEOUT_S, metadata=metadata
+            )
+        except grpc.RpcError as err:
+            return err.code()
+    return grpc.StatusCode.OK
+
+
+def test_auth_1_starts_with_caller_authentication_and_prints_a_token(tmp_path: Path) -> None:
+    """``make run AUTH=1``: services refuse anonymous calls; the banner's token gets through."""
+    with running_platform(tmp_path, env={"AUTH": "1"}) as platform:
+        banner = platform.output()
+        match = re.search(r"^export TOKEN=(\S+)$", banner, re.MULTILINE)
+        assert match and "auth is on: policy" in banner, banner
+        user = f"127.0.0.1:{platform.ports.user}"
+        assert _get_user(user, None) is grpc.StatusCode.UNAUTHENTICATED
+        assert _get_user(user, match[1]) is grpc.StatusCode.NOT_FOUND  # past auth, no such user
+
+
+def test_without_auth_the_banner_says_the_platform_is_open(platform: Platform) -> None:
+    assert "auth is off (development)" in platform.output()
+    assert _get_user(f"127.0.0.1:{platform.ports.user}", None) is grpc.StatusCode.NOT_FOUND
