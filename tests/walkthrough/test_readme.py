@@ -32,6 +32,8 @@ pytestmark = pytest.mark.e2e
 
 README = REPO / "README.md"
 START, END = "<!-- walkthrough:start -->", "<!-- walkthrough:end -->"
+# The authenticated steps, run against `make run AUTH=1` with the banner's TOKEN exported.
+AUTH_START, AUTH_END = "<!-- walkthrough-auth:start -->", "<!-- walkthrough-auth:end -->"
 README_PORTS = {"50051": "registry", "50052": "user", "50053": "product"}
 COMMAND_TIMEOUT_S = 20.0
 
@@ -66,10 +68,10 @@ class Step:
     shown: str | None = None
 
 
-def walkthrough_blocks(readme: str) -> list[Block]:
+def walkthrough_blocks(readme: str, start: str = START, end: str = END) -> list[Block]:
     """The ```sh blocks between the walkthrough markers, in order, with their shown output."""
-    assert readme.count(START) == 1 and readme.count(END) == 1, "walkthrough markers"
-    section = readme[readme.index(START) : readme.index(END)]
+    assert readme.count(start) == 1 and readme.count(end) == 1, "walkthrough markers"
+    section = readme[readme.index(start) : readme.index(end)]
     fence = re.compile(r"^```(\w*)\n(.*?)^```$\n?", re.MULTILINE | re.DOTALL)
     fences = list(fence.finditer(section))
     blocks = []
@@ -248,3 +250,29 @@ def test_health_is_serving(steps: Steps) -> None:
 
 def test_no_service_printed_a_traceback(steps: Steps) -> None:
     assert "Traceback" not in steps.platform.output()
+
+
+@pytest.fixture(scope="module")
+def auth_steps(tools_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> list[Step]:
+    """The authenticated blocks, in order, against `make run AUTH=1` with its TOKEN."""
+    blocks = walkthrough_blocks(README.read_text(), AUTH_START, AUTH_END)
+    workdir = tmp_path_factory.mktemp("walkthrough-auth")
+    with running_platform(workdir, env={"AUTH": "1"}) as platform:
+        token = re.search(r"^export TOKEN=(\S+)$", platform.output(), re.MULTILINE)
+        assert token, platform.output()
+        env = {**tools_env, "TOKEN": token[1]}
+        return [run_block(b, platform.ports, env, workdir) for b in blocks]
+
+
+def test_without_the_token_a_call_is_unauthenticated(auth_steps: list[Step]) -> None:
+    anonymous = auth_steps[0]
+    assert "-H" not in anonymous.command
+    assert "Code: Unauthenticated" in anonymous.output and "TOKEN_MISSING" in anonymous.output
+    assert anonymous.output.rstrip().endswith("grpcurl exit status 80")  # 64 + 16
+
+
+def test_with_the_banners_token_the_call_goes_through(auth_steps: list[Step]) -> None:
+    authenticated = auth_steps[1]
+    assert '"authorization: Bearer $TOKEN"' in authenticated.command
+    assert authenticated.returncode == 0, authenticated.output
+    assert json.loads(authenticated.output)["user"]["id"] == "ada"
