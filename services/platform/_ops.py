@@ -68,12 +68,21 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-async def check_health(address: str, timeout_s: float) -> str:
+async def check_health(
+    address: str, timeout_s: float, credentials: grpc.ChannelCredentials | None = None
+) -> str:
     """The grpc.health.v1 status of the server at ``address`` ("" = the whole server).
 
+    ``credentials`` are the ones the registry is dialled with: a platform that
+    serves TLS does so on every instance, with certificates from the same CA.
     Returns ``SERVING``/``NOT_SERVING``/... or the failure's code, e.g. ``UNAVAILABLE``.
     """
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = (
+        grpc.aio.insecure_channel(address)
+        if credentials is None
+        else grpc.aio.secure_channel(address, credentials)
+    )
+    async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
@@ -89,13 +98,17 @@ def _age(instance: instance_pb2.Instance, now: float) -> float | None:
 
 
 async def collect(
-    registry: RegistryClient, services: Sequence[str], health_timeout_s: float
+    registry: RegistryClient,
+    services: Sequence[str],
+    health_timeout_s: float,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> list[InstanceRow]:
     """Resolve each service and health-check every instance (concurrently)."""
     instances: list[instance_pb2.Instance] = []
     for service in services:
         instances.extend((await registry.resolve(service)).instances)
-    health = await asyncio.gather(*(check_health(i.address, health_timeout_s) for i in instances))
+    checks = (check_health(i.address, health_timeout_s, credentials) for i in instances)
+    health = await asyncio.gather(*checks)
     now = time.time()
     return [
         InstanceRow(i.service, i.instance_id, i.address, i.version, _age(i, now), status)
@@ -111,13 +124,16 @@ async def render_services(registry: RegistryClient) -> str:
 
 
 async def render_instances(
-    registry: RegistryClient, services: Sequence[str], health_timeout_s: float
+    registry: RegistryClient,
+    services: Sequence[str],
+    health_timeout_s: float,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> str:
     """The instance table of ``services`` (every registered service when empty)."""
     if not services:
         summary = await registry.list_services(timeout_s=5)
         services = [s.name for s in summary.services]
-    found = await collect(registry, services, health_timeout_s)
+    found = await collect(registry, services, health_timeout_s, credentials)
     headers = ["SERVICE", "INSTANCE", "ADDRESS", "VERSION", "RENEWED", "HEALTH"]
     return format_table(headers, [row.cells() for row in found])
 

@@ -271,8 +271,11 @@ def _instances(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
     if ns.health_timeout_s <= 0:
         raise UsageError(f"--health-timeout-s {ns.health_timeout_s} must be above 0, e.g. 1")
 
+    credentials = _registry_config(ns, env).credentials()  # instances serve TLS like it
+
     async def work(registry: RegistryClient) -> None:
-        print(await render_instances(registry, ns.service, ns.health_timeout_s), flush=True)
+        table = await render_instances(registry, ns.service, ns.health_timeout_s, credentials)
+        print(table, flush=True)
 
     return _with_registry(ns, env, work)
 

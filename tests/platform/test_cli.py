@@ -219,3 +219,27 @@ def test_xds_bootstrap_prints_the_file_grpc_reads(capsys: pytest.CaptureFixture[
     assert server["server_uri"] == "127.0.0.1:50051"
     assert server["channel_creds"] == [{"type": "insecure"}]
     assert main(["xds-bootstrap", "--registry", "r:1", "--cert-file", "c.pem"], env={}) == 2
+
+
+def test_instances_checks_health_over_the_registrys_tls(tmp_path: Path) -> None:
+    """Instances of a TLS platform serve TLS: the health check dials them as the registry."""
+    ca, server, _client = make_pki(tmp_path)
+    port = free_port()
+    tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
+    registry = start_registry(port, tmp_path / "registry.log", *tls)
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+            # The registry itself stands in for a TLS instance: it serves grpc.health.v1 too.
+            instance = instance_pb2.Instance(
+                service="echo", instance_id="echo-1", address=f"127.0.0.1:{port}"
+            )
+            stub = rs_grpc.RegistryServiceStub(channel)
+            stub.Register(rs.RegisterRequest(instance=instance), timeout=TIMEOUT_S)
+        address = ("--registry", f"127.0.0.1:{port}", "--registry-ca", str(ca.cert))
+        result = switchboard("instances", "echo", *address)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[1].split()[-1] == "SERVING", result.stdout
+    finally:
+        registry.kill()
+        registry.wait(timeout=TIMEOUT_S)
