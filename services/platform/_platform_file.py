@@ -64,6 +64,7 @@ class Platform:
     path: Path = Path(PLATFORM_FILE)
     auth_policy: Path | None = None  # the policy `AUTH=1` (development auth) starts with
     auth: bool = False  # start with development auth on (AUTH=1 or [platform] auth = true)
+    tls: bool = False  # serve mutual TLS with a development PKI under data_dir (TLS=1)
 
     def process(self, name: str) -> Process:
         """The process called ``name`` (KeyError if none)."""
@@ -184,7 +185,18 @@ def _platform(data: dict[str, Any], where: _Locator, env: Mapping[str, str]) -> 
         path=where.path,
         auth_policy=_auth_policy(settings, where),
         auth=_auth_on(settings, where, env),
+        tls=_switch(env, "TLS"),
     )
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no variable such as ``TLS=1``; anything else is a one-line error."""
+    raw = env.get(name, "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise PlatformFileError(f"{name}={env[name]!r}: use {name}=1 (on) or {name}=0 (off)")
 
 
 def _auth_policy(settings: dict[str, Any], where: _Locator) -> Path | None:
@@ -196,10 +208,7 @@ def _auth_policy(settings: dict[str, Any], where: _Locator) -> Path | None:
 
 def _auth_on(settings: dict[str, Any], where: _Locator, env: Mapping[str, str]) -> bool:
     """AUTH=1 (or ``[platform] auth = true``) turns development auth on; it needs a policy."""
-    raw = env.get("AUTH", "")
-    on = raw.strip().lower() in {"1", "true", "yes", "on"} or settings.get("auth") is True
-    if raw and raw.strip().lower() not in {"0", "false", "no", "off", "1", "true", "yes", "on"}:
-        raise PlatformFileError(f"AUTH={raw!r}: use AUTH=1 (auth on) or AUTH=0 (off)")
+    on = _switch(env, "AUTH") or settings.get("auth") is True
     if on and "auth_policy" not in settings:
         raise PlatformFileError(
             f'{where.at("platform")}: AUTH=1 needs [platform] auth_policy = "FILE" '

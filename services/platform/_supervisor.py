@@ -43,6 +43,7 @@ from grpc_health.v1 import (  # type: ignore[import-untyped, unused-ignore]
 
 from services.platform._platform_file import Platform, Process, port_variable
 from services.platform._ports import busy_ports
+from services.platform._tls import DevPki, TlsError, development_pki
 from services.runtime import ConfigError
 from services.runtime.auth import DevAuth, dev_auth
 from switchboard.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
@@ -71,6 +72,9 @@ _HEALTH_CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 200),
 )
+
+
+OPERATOR = "operator"  # the certificate the supervisor and the banner's grpcurl use (TLS=1)
 
 
 class SupervisorError(Exception):
@@ -117,9 +121,12 @@ class _Child:
 class Supervisor:
     """Starts, watches, restarts and stops the children; see the module docstring."""
 
-    def __init__(self, platform: Platform, auth: DevAuth | None = None) -> None:
+    def __init__(
+        self, platform: Platform, auth: DevAuth | None = None, pki: DevPki | None = None
+    ) -> None:
         self._platform = platform
         self._auth = auth
+        self._pki = pki
         self._children = {p.name: _Child(p) for p in platform.processes}
         self._tasks: set[asyncio.Task[None]] = set()
         self._restarts: set[asyncio.Task[None]] = set()
@@ -154,7 +161,36 @@ class Supervisor:
             "SWITCHBOARD_LISTEN": f"{p.host}:{spec.port}",
             "PYTHONUNBUFFERED": "1",
             **self._auth_env(spec),
+            **self._tls_env(spec),
         }
+
+    def _tls_env(self, spec: Process) -> dict[str, str]:
+        """Development mTLS: serve with its own certificate, dial everyone with it too."""
+        if self._pki is None:
+            return {}
+        own, ca = self._pki.cert(spec.name), str(self._pki.ca)
+        return {
+            "SWITCHBOARD_TLS_CERT": str(own.cert),
+            "SWITCHBOARD_TLS_KEY": str(own.key),
+            "SWITCHBOARD_TLS_CLIENT_CA": ca,
+            "SWITCHBOARD_REGISTRY_TLS": "1",
+            "SWITCHBOARD_REGISTRY_CA": ca,
+            "SWITCHBOARD_REGISTRY_CERT": str(own.cert),
+            "SWITCHBOARD_REGISTRY_KEY": str(own.key),
+            "SWITCHBOARD_CLIENT_TLS_CA": ca,
+            "SWITCHBOARD_CLIENT_TLS_CERT": str(own.cert),
+            "SWITCHBOARD_CLIENT_TLS_KEY": str(own.key),
+        }
+
+    def _channel(self, target: str) -> grpc.aio.Channel:
+        """The supervisor's own channel (health and registration checks)."""
+        if self._pki is None:
+            return grpc.aio.insecure_channel(target, options=_HEALTH_CHANNEL_OPTIONS)
+        mine = self._pki.cert(OPERATOR)
+        credentials = grpc.ssl_channel_credentials(
+            self._pki.ca.read_bytes(), mine.key.read_bytes(), mine.cert.read_bytes()
+        )
+        return grpc.aio.secure_channel(target, credentials, options=_HEALTH_CHANNEL_OPTIONS)
 
     def _auth_env(self, spec: Process) -> dict[str, str]:
         """Development auth: the registry checks callers; a service also gets its own token."""
@@ -187,14 +223,14 @@ class Supervisor:
         """Wait until ``spec`` answers SERVING and, unless it is the registry, is registered."""
         target = f"{self._platform.host}:{spec.port}"
         deadline = time.monotonic() + _HEALTH_TIMEOUT_S
-        async with grpc.aio.insecure_channel(target, options=_HEALTH_CHANNEL_OPTIONS) as channel:
+        async with self._channel(target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             await self._poll(spec, deadline, lambda: _is_serving(stub))
         if spec.name == self._platform.registry:
             return
         # A service turns SERVING first and registers just after: "up" means discoverable.
         registry = self._platform.address(self._platform.registry)
-        async with grpc.aio.insecure_channel(registry) as channel:
+        async with self._channel(registry) as channel:
             rstub = registry_service_pb2_grpc.RegistryServiceStub(channel)
             metadata = self._metadata()
             await self._poll(spec, deadline, lambda: _is_registered(rstub, spec, metadata))
@@ -312,7 +348,7 @@ def say(name: str, line: str) -> None:
     print(f"{name:<8}| {line}", flush=True)
 
 
-def _banner(platform: Platform, seconds: float, auth: DevAuth | None) -> str:
+def _banner(platform: Platform, seconds: float, auth: DevAuth | None, pki: DevPki | None) -> str:
     where = ", ".join(f"{p.name} {platform.address(p.name)}" for p in platform.processes)
     registry = platform.address(platform.registry)
     header = '-H "authorization: Bearer $TOKEN" ' if auth is not None else ""
@@ -320,19 +356,28 @@ def _banner(platform: Platform, seconds: float, auth: DevAuth | None) -> str:
         [
             f"switchboard is up in {seconds:.1f} s: {where}",
             *_auth_lines(platform, auth),
+            *_tls_lines(pki),
             "try:",
-            f"  grpcurl -plaintext {header}{registry} "
+            f"  grpcurl {_grpcurl_security(pki)} {header}{registry} "
             "switchboard.registry.v1.RegistryService/ListServices",
-            f"  switchboard instances --registry {registry}",
+            f"  switchboard instances --registry {registry}{_cli_security(pki)}",
             "README.md walks through the rest. Ctrl-C stops everything.",
         ]
     )
 
 
+def _cli_security(pki: DevPki | None) -> str:
+    if pki is None:
+        return ""
+    mine = pki.cert(OPERATOR)
+    return f" --registry-ca {pki.ca} --registry-cert {mine.cert} --registry-key {mine.key}"
+
+
 def _auth_lines(platform: Platform, auth: DevAuth | None) -> list[str]:
     if auth is None:
+        who = "anyone who reaches these ports" if not platform.tls else "any client the CA signed"
         return [
-            "auth is off (development): anyone who reaches these ports may call anything;",
+            f"auth is off (development): {who} may call anything;",
             "  `make run AUTH=1` starts with caller authentication and the example policy",
         ]
     return [
@@ -340,6 +385,31 @@ def _auth_lines(platform: Platform, auth: DevAuth | None) -> list[str]:
         "  a token with every scope and role of the policy, valid for a day:",
         f"export TOKEN={auth.operator_token()}",
     ]
+
+
+def _tls_lines(pki: DevPki | None) -> list[str]:
+    if pki is None:
+        return []
+    return [f"mutual TLS is on: CA {pki.ca}; every process has its certificate in {pki.directory}"]
+
+
+def _grpcurl_security(pki: DevPki | None) -> str:
+    if pki is None:
+        return "-plaintext"
+    mine = pki.cert(OPERATOR)
+    return f"-cacert {pki.ca} -cert {mine.cert} -key {mine.key}"
+
+
+def development_tls(platform: Platform) -> DevPki | None:
+    """The development PKI ``platform`` asks for (TLS=1), under ``DATA_DIR/tls``."""
+    if not platform.tls:
+        return None
+    names = [*(p.name for p in platform.processes), OPERATOR]
+    hosts = list(dict.fromkeys(["127.0.0.1", "localhost", "::1", platform.host]))
+    try:
+        return development_pki(Path(platform.data_dir) / "tls", names, hosts)
+    except TlsError as err:
+        raise SupervisorError(str(err)) from None
 
 
 def development_auth(platform: Platform) -> DevAuth | None:
@@ -355,7 +425,8 @@ def development_auth(platform: Platform) -> DevAuth | None:
 
 async def _run(platform: Platform) -> int:
     auth = development_auth(platform)
-    supervisor = Supervisor(platform, auth)
+    pki = development_tls(platform)
+    supervisor = Supervisor(platform, auth, pki)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP too: closing the terminal of `make run` must not orphan the children (they
@@ -366,7 +437,7 @@ async def _run(platform: Platform) -> int:
     try:
         if not await _started(supervisor, stop):
             return 0
-        print(_banner(platform, time.monotonic() - started, auth), flush=True)
+        print(_banner(platform, time.monotonic() - started, auth, pki), flush=True)
         return await supervisor.supervise(stop)
     finally:
         await supervisor.stop()

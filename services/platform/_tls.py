@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CA_NAME", "TlsError", "Written", "make_ca", "make_cert"]
+__all__ = ["CA_NAME", "DevPki", "TlsError", "Written", "development_pki", "make_ca", "make_cert"]
 
 CA_NAME = "switchboard-ca"
 _DAY = datetime.timedelta(days=1)
@@ -156,3 +156,32 @@ def _write(written: Written, cert: x509.Certificate, key: ec.EllipticCurvePrivat
     fd = os.open(written.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
+
+
+@dataclass(frozen=True)
+class DevPki:
+    """A development PKI in one folder: the CA, and a certificate per process name."""
+
+    directory: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / f"{CA_NAME}.pem"
+
+    def cert(self, name: str) -> Written:
+        return Written(self.directory / f"{name}.pem", self.directory / f"{name}-key.pem")
+
+
+def development_pki(directory: Path, names: Sequence[str], hosts: Sequence[str]) -> DevPki:
+    """Make whatever is missing of a CA and a certificate per name (valid for ``hosts``).
+
+    Idempotent: existing files are kept, so clients that trust the CA keep working
+    across restarts. Example: ``development_pki(Path("var/tls"), ["registry"], ["127.0.0.1"])``.
+    """
+    pki = DevPki(directory)
+    if not pki.ca.exists():
+        make_ca(directory)
+    for name in names:
+        if not pki.cert(name).cert.exists():
+            make_cert(directory, name, hosts)
+    return pki

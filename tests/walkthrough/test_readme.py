@@ -34,6 +34,8 @@ README = REPO / "README.md"
 START, END = "<!-- walkthrough:start -->", "<!-- walkthrough:end -->"
 # The authenticated steps, run against `make run AUTH=1` with the banner's TOKEN exported.
 AUTH_START, AUTH_END = "<!-- walkthrough-auth:start -->", "<!-- walkthrough-auth:end -->"
+# The mutual-TLS steps, run against `make run TLS=1` (its PKI lives in DATA_DIR/tls).
+TLS_START, TLS_END = "<!-- walkthrough-tls:start -->", "<!-- walkthrough-tls:end -->"
 README_PORTS = {"50051": "registry", "50052": "user", "50053": "product"}
 COMMAND_TIMEOUT_S = 20.0
 
@@ -276,3 +278,32 @@ def test_with_the_banners_token_the_call_goes_through(auth_steps: list[Step]) ->
     assert '"authorization: Bearer $TOKEN"' in authenticated.command
     assert authenticated.returncode == 0, authenticated.output
     assert json.loads(authenticated.output)["user"]["id"] == "ada"
+
+
+@pytest.fixture(scope="module")
+def tls_steps(tools_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> list[Step]:
+    """The mutual-TLS blocks, in order, against `make run TLS=1` (var/ -> its data dir)."""
+    blocks = walkthrough_blocks(README.read_text(), TLS_START, TLS_END)
+    workdir = tmp_path_factory.mktemp("walkthrough-tls")
+    with running_platform(workdir, env={"TLS": "1"}) as platform:
+        assert "mutual TLS is on" in platform.output(), platform.output()
+        data = str(platform.data_dir)
+        moved = [Block(b.command.replace("var/tls/", f"{data}/tls/"), b.shown) for b in blocks]
+        return [run_block(b, platform.ports, tools_env, workdir) for b in moved]
+
+
+def test_over_mtls_a_certificate_from_the_ca_gets_through(tls_steps: list[Step]) -> None:
+    health, create_user, create_product, *_ = tls_steps
+    for step in (health, create_user, create_product):
+        assert step.returncode == 0, step
+    assert normalized(health.output) == normalized(health.shown or "")
+    product = json.loads(create_product.output)["product"]
+    assert product["seller_id"] == "grace"  # the seller check crossed mTLS too
+
+
+def test_over_mtls_no_certificate_and_plaintext_are_refused(tls_steps: list[Step]) -> None:
+    no_certificate, plaintext = tls_steps[-2:]
+    assert "-cert" not in no_certificate.command and "-plaintext" in plaintext.command
+    for step in (no_certificate, plaintext):
+        assert "Failed to dial target host" in step.output, step
+        assert step.output.rstrip().endswith("grpcurl exit status 1"), step
