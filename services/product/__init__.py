@@ -3,8 +3,9 @@
 Run it with ``python -m services.product`` (see ``--help``). Pieces:
 
 - :class:`ProductServicer` — validates, checks the seller through a
-  :class:`SellerDirectory`, calls a :class:`ProductStore`.
-- :class:`SqliteProductStore` — the embedded store (``<data dir>/product.db``);
+  :class:`SellerDirectory`, calls the :class:`ProductStore`.
+- :class:`ProductStore` — products and reservations on the shared
+  resource-store skeleton (``<data dir>/product.db``, or PostgreSQL);
   ReserveStock / ReleaseStock are atomic and idempotent.
 - :class:`UserServiceSellers` — the seller check over gRPC (client runtime).
 - :func:`product_service` — the ``Service`` binding for ``create_server``/``serve``.
@@ -12,37 +13,36 @@ Run it with ``python -m services.product`` (see ``--help``). Pieces:
 
 Example::
 
-    store = SqliteProductStore.open(Path("var"))
+    store = ProductStore.open(Path("var"))
     service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
     server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
 """
 
 from __future__ import annotations
 
-from services.product._app import PAGE_TOKEN_SECRET, WatchCloser, product_service, run
+from services.product._app import PAGE_TOKEN_SECRET, product_service, run
 from services.product._currencies import ISO_4217_CODES
 from services.product._replay import ProductState, replay
 from services.product._schema import DATABASE_FILE, MIGRATIONS
 from services.product._sellers import SellerDirectory, UserLookup, UserServiceSellers
 from services.product._servicer import SERVICE_NAME, ProductServicer
-from services.product._sqlite import (
-    INLINE_PAGE_LIMIT,
+from services.product._store import (
     PRODUCT_TYPE,
+    PRODUCTS,
     RESERVATION_TYPE,
+    ProductStore,
     SqliteProductStore,
 )
-from services.product._store import ProductPage, ProductStore
 
 __all__ = [
     "DATABASE_FILE",
-    "INLINE_PAGE_LIMIT",
     "ISO_4217_CODES",
     "MIGRATIONS",
     "PAGE_TOKEN_SECRET",
+    "PRODUCTS",
     "PRODUCT_TYPE",
     "RESERVATION_TYPE",
     "SERVICE_NAME",
-    "ProductPage",
     "ProductServicer",
     "ProductState",
     "ProductStore",
@@ -50,7 +50,6 @@ __all__ = [
     "SqliteProductStore",
     "UserLookup",
     "UserServiceSellers",
-    "WatchCloser",
     "product_service",
     "replay",
     "run",

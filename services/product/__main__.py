@@ -3,7 +3,8 @@
 Finds the user service (for the seller check) through the registry
 (``--registry`` / ``SWITCHBOARD_REGISTRY``) and/or static addresses
 (``SWITCHBOARD_ADDRESSES_USER=host:port,...``), and registers itself there.
-The shape of the binary (flags, data dir, exit codes) is
+Keeps its data in ``<data dir>/product.db``, or in PostgreSQL with
+``--database-url``. The shape of the binary (flags, exit codes) is
 :func:`services.runtime.run_service`.
 
 Example::
@@ -18,21 +19,19 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from services.product._app import run
-from services.product._schema import DATABASE_FILE
-from services.product._sqlite import SqliteProductStore
+from services.product._store import ProductStore
 from services.runtime import run_service
 
 DEFAULT_PORT = 50053
-SERVICE = "product"
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Parse flags, open the database (migrating it), serve until SIGTERM, exit 0."""
     run_service(
-        name=SERVICE,
+        name="product",
         default_port=DEFAULT_PORT,
-        database_file=DATABASE_FILE,
-        open_store=SqliteProductStore.open,
+        database_file=ProductStore.DATABASE_FILE,
+        open_store=ProductStore.open,
         serve=lambda store, setup: run(store, setup.server, setup.client_config(), setup.hooks),
         argv=argv,
     )

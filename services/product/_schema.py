@@ -10,12 +10,16 @@ belongs to an existing product (deleted with it).
 Version 2: index the change log by resource, and products by seller (for
 ``ListProducts`` with a ``seller_id`` filter).
 
+Each migration that SQLite and PostgreSQL spell differently gives its
+PostgreSQL form too (``BIGINT`` refuses an overflow itself, so no ``typeof``
+check; ids compare byte-wise, ``COLLATE "C"``, as in SQLite).
+
 Add a migration by appending ``Migration(3, ...)``; never edit a shipped one.
 """
 
 from __future__ import annotations
 
-from services.runtime.storage import CORE_TABLES, Migration
+from services.runtime.storage import CORE_TABLES, POSTGRES_CORE_TABLES, Migration
 
 __all__ = ["DATABASE_FILE", "MIGRATIONS"]
 
@@ -44,16 +48,40 @@ _RESERVATIONS = (
     " state INTEGER NOT NULL CHECK (state IN (1, 2)),"  # ReservationState ACTIVE, RELEASED
     " create_time_ns INTEGER NOT NULL) WITHOUT ROWID"
 )
+_POSTGRES_PRODUCTS = (
+    "CREATE TABLE products ("
+    ' id TEXT COLLATE "C" PRIMARY KEY,'
+    " sku TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL,"
+    " description TEXT NOT NULL,"
+    " currency_code TEXT NOT NULL,"
+    " amount_minor BIGINT NOT NULL CHECK (amount_minor >= 0),"
+    " stock BIGINT NOT NULL CHECK (stock >= 0),"
+    ' seller_id TEXT COLLATE "C" NOT NULL,'
+    " create_time_ns BIGINT NOT NULL,"
+    " update_time_ns BIGINT NOT NULL,"
+    " revision BIGINT NOT NULL)"
+)
+_POSTGRES_RESERVATIONS = (
+    "CREATE TABLE reservations ("
+    ' id TEXT COLLATE "C" PRIMARY KEY,'
+    " product_id TEXT NOT NULL REFERENCES products (id) ON DELETE CASCADE,"
+    " quantity BIGINT NOT NULL CHECK (quantity >= 1),"
+    " state INTEGER NOT NULL CHECK (state IN (1, 2)),"
+    " create_time_ns BIGINT NOT NULL)"
+)
+_RESERVATIONS_INDEX = "CREATE INDEX reservations_by_product ON reservations (product_id, state)"
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "products, reservations, change log, idempotency, secrets",
-        (
-            *CORE_TABLES,
-            _PRODUCTS,
-            _RESERVATIONS,
-            "CREATE INDEX reservations_by_product ON reservations (product_id, state)",
+        (*CORE_TABLES, _PRODUCTS, _RESERVATIONS, _RESERVATIONS_INDEX),
+        postgres=(
+            *POSTGRES_CORE_TABLES,
+            _POSTGRES_PRODUCTS,
+            _POSTGRES_RESERVATIONS,
+            _RESERVATIONS_INDEX,
         ),
     ),
     Migration(

@@ -15,19 +15,17 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-
 from services.product._sellers import SellerDirectory
 from services.product._store import ProductStore
 from services.product._validate import ALL_PATHS, READ_ONLY_PATHS, check_product
-from services.runtime.errors import FailedPrecondition, InvalidArgument
-from services.runtime.paging import PageTokens, page_size
+from services.runtime.errors import FailedPrecondition
+from services.runtime.paging import PageTokens
 from services.runtime.storage import (
-    MAX_ID_LENGTH,
-    RequestKey,
-    Violations,
-    check_chosen_id,
-    check_id,
-    check_request_id,
-    check_update_mask,
-    require_id,
+    create_key,
+    delete_key,
+    list_page,
+    request_key,
+    update_paths,
     watch_stream,
 )
+from services.runtime.validation import Violations, check_id, require_id
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
 
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["SERVICE_NAME", "ProductServicer"]
 
 SERVICE_NAME = "switchboard.product.v1.ProductService"
-_PAGE_QUERY = "products"
 
 
 class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
@@ -55,64 +52,56 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
     ) -> pb.CreateProductResponse:
         violations = Violations()
         check_product(violations, request.product, ALL_PATHS)
-        check_request_id(violations, "request_id", request.request_id, required=False)
-        check_chosen_id(violations, "product_id", request.product_id)
-        violations.raise_if_any("invalid CreateProduct request")
-        key = RequestKey.of("CreateProduct", request.request_id, request)
+        key = create_key(violations, "CreateProduct", request, "product_id")
         stored = await self._store.stored_response(key)
         if stored is not None:  # a retry: the first answer, even if the user service is down
             return pb.CreateProductResponse.FromString(stored)
         await self._check_seller(request.product.seller_id)
-        return await self._store.create_product(request.product, key, request.product_id)
+        product, product_id = request.product, request.product_id
+        return await self._store.create(product, product_id, key, pb.CreateProductResponse)
 
     async def GetProduct(
         self, request: pb.GetProductRequest, context: Context
     ) -> pb.GetProductResponse:
         require_id("id", request.id, "GetProduct")
-        return pb.GetProductResponse(product=await self._store.get_product(request.id))
+        return pb.GetProductResponse(product=await self._store.get(request.id))
 
     async def ListProducts(
         self, request: pb.ListProductsRequest, context: Context
     ) -> pb.ListProductsResponse:
-        size = page_size(request.page_size)
-        if len(request.seller_id) > MAX_ID_LENGTH:
-            raise InvalidArgument(
-                "invalid ListProducts request",
-                violations=[("seller_id", f"must be at most {MAX_ID_LENGTH} characters")],
-            )
-        query = (_PAGE_QUERY, request.seller_id)
-        after = self._tokens.verify(request.page_token, *query)
-        page = await self._store.list_products(request.seller_id, after, size)
-        token = self._tokens.issue(page.products[-1].id, *query) if page.more else ""
-        return pb.ListProductsResponse(products=page.products, next_page_token=token)
+        violations = Violations()
+        if request.seller_id:
+            check_id(violations, "seller_id", request.seller_id)
+        violations.raise_if_any("invalid ListProducts request")
+        seller = request.seller_id
+        products, token = await list_page(
+            self._tokens,
+            request,
+            ("products", seller),
+            lambda after, size: self._store.list_by_seller(seller, after, size),
+        )
+        return pb.ListProductsResponse(products=products, next_page_token=token)
 
     async def UpdateProduct(
         self, request: pb.UpdateProductRequest, context: Context
     ) -> pb.UpdateProductResponse:
         violations = Violations()
-        check_id(violations, "product.id", request.product.id)
-        paths = check_update_mask(violations, request.update_mask, ALL_PATHS, READ_ONLY_PATHS)
+        paths = update_paths(violations, request, "product", ALL_PATHS, READ_ONLY_PATHS)
         check_product(violations, request.product, paths)
-        check_request_id(violations, "request_id", request.request_id, required=False)
-        violations.raise_if_any("invalid UpdateProduct request")
-        key = RequestKey.of("UpdateProduct", request.request_id, request)
+        key = request_key(violations, "UpdateProduct", request)
         stored = await self._store.stored_response(key)
         if stored is not None:
             return pb.UpdateProductResponse.FromString(stored)
         if "seller_id" in paths:
-            current = await self._store.get_product(request.product.id)
+            current = await self._store.get(request.product.id)
             if current.seller_id != request.product.seller_id:
                 await self._check_seller(request.product.seller_id)
-        return await self._store.update_product(request.product, paths, key)
+        return await self._store.update(request.product, paths, key, pb.UpdateProductResponse)
 
     async def DeleteProduct(
         self, request: pb.DeleteProductRequest, context: Context
     ) -> pb.DeleteProductResponse:
-        violations = Violations()
-        check_id(violations, "id", request.id)
-        check_request_id(violations, "request_id", request.request_id, required=False)
-        violations.raise_if_any("invalid DeleteProduct request")
-        key = RequestKey.of("DeleteProduct", request.request_id, request)
+        key = delete_key("DeleteProduct", request)
         return await self._store.delete_product(request.id, request.etag, key)
 
     async def ReserveStock(
@@ -122,9 +111,7 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
         check_id(violations, "product_id", request.product_id)
         if request.quantity < 1:
             violations.add("quantity", "must be at least 1")
-        check_request_id(violations, "request_id", request.request_id, required=True)
-        violations.raise_if_any("invalid ReserveStock request")
-        key = RequestKey.of("ReserveStock", request.request_id, request)
+        key = request_key(violations, "ReserveStock", request, required=True)
         return await self._store.reserve_stock(request.product_id, request.quantity, key)
 
     async def ReleaseStock(
@@ -132,16 +119,14 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
     ) -> pb.ReleaseStockResponse:
         violations = Violations()
         check_id(violations, "reservation_id", request.reservation_id)
-        check_request_id(violations, "request_id", request.request_id, required=False)
-        violations.raise_if_any("invalid ReleaseStock request")
-        key = RequestKey.of("ReleaseStock", request.request_id, request)
+        key = request_key(violations, "ReleaseStock", request)
         return await self._store.release_stock(request.reservation_id, key)
 
     async def WatchProducts(
         self, request: pb.WatchProductsRequest, context: Context
     ) -> AsyncIterator[pb.WatchProductsResponse]:
         # Ends with UNAVAILABLE when the server stops: the log itself has no end.
-        async for event in watch_stream(request.start_revision, self._store.watch_products):
+        async for event in watch_stream(request.start_revision, self._store.watch_events):
             yield pb.WatchProductsResponse(event=event)
 
     async def _check_seller(self, seller_id: str) -> None:

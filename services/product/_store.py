@@ -1,100 +1,211 @@
-"""What the product servicer needs from storage: a small async interface.
+"""The product store: ``products`` and ``reservations`` on the shared resource-store skeleton.
 
-:class:`services.product.SqliteProductStore` is the embedded implementation;
-a PostgreSQL one would implement the same methods (the stock change as
-``UPDATE ... SET stock = stock - $1 WHERE id = $2 AND stock >= $1`` in the
-same transaction as the reservation row, its event and its stored response).
+The standard methods (create, get, list, update, delete, watch, idempotent
+retries, one transaction per change with its event) are
+:class:`services.runtime.storage.ResourceStore`, on SQLite or PostgreSQL
+alike. What is the product's own: its columns, the unique SKU, the list by
+seller, delete refused while reservations are active, and stock.
 
-Contract for every implementation:
+Stock is taken with one conditional statement inside the transaction::
 
-- Each mutation writes the change, its :class:`ProductEvent` (next revision)
-  and, when ``key`` is given, the response for that key in ONE transaction;
-  a key seen before returns the stored response and changes nothing.
-- Stock never goes negative, whatever the concurrency (also across
-  processes sharing the database), and a reservation is counted once.
-- Errors are :mod:`services.runtime.errors` types: NotFound, AlreadyExists
-  (SKU or chosen id taken), Aborted (stale etag), FailedPrecondition (INSUFFICIENT_STOCK,
-  ACTIVE_RESERVATIONS), InvalidArgument (request_id reused).
+    UPDATE products SET stock = stock - :q ... WHERE id = :id AND stock >= :q
+
+so no interleaving of callers, threads, processes or instances sharing the
+database can drive it below 0 (the table's ``CHECK (stock >= 0)`` backs
+this up), and the reservation row, the event and the stored response commit
+with it or not at all: a retried ReserveStock finds its response and
+reserves nothing more.
+
+Example::
+
+    store = ProductStore.open(Path("var"))            # or "postgresql://..."
+    reply = await store.reserve_stock(product_id, 1, key)
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import Any
 
-from services.runtime.storage import RequestKey
+from services.product._schema import DATABASE_FILE, MIGRATIONS
+from services.runtime.errors import FailedPrecondition
+from services.runtime.storage import (
+    Connection,
+    Page,
+    RequestKey,
+    ResourceStore,
+    ResourceTable,
+    Transaction,
+    Unique,
+    fetch_row,
+    new_id,
+)
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 
-__all__ = ["ProductPage", "ProductStore"]
+__all__ = ["PRODUCTS", "PRODUCT_TYPE", "RESERVATION_TYPE", "ProductStore", "SqliteProductStore"]
+
+RESERVATION_TYPE = product_pb2.Reservation.DESCRIPTOR.full_name
 
 
-class ProductPage(NamedTuple):
-    """One page of products in id order, and whether more follow."""
+def _columns(product: product_pb2.Product) -> tuple[Any, ...]:
+    price = product.price
+    return (product.sku, product.name, product.description, price.currency_code,
+            price.amount_minor, product.stock, product.seller_id)  # fmt: skip
 
-    products: list[product_pb2.Product]
-    more: bool
+
+def _set_columns(product: product_pb2.Product, values: Sequence[Any]) -> None:
+    product.sku, product.name, product.description = values[:3]
+    product.price.currency_code, product.price.amount_minor = values[3:5]
+    product.stock, product.seller_id = values[5:]
 
 
-class ProductStore(Protocol):
-    """Durable products, reservations and their change log.
+PRODUCTS = ResourceTable(
+    message=product_pb2.Product,
+    event=product_pb2.ProductEvent,
+    table="products",
+    columns=("sku", "name", "description", "currency_code", "amount_minor", "stock", "seller_id"),
+    to_columns=_columns,
+    from_columns=_set_columns,
+    unique=(Unique("sku", "sku", "SKU_ALREADY_EXISTS"),),
+)
+PRODUCT_TYPE = PRODUCTS.type_name
 
-    Example::
+# Statements are fixed when the module loads: none is assembled per call.
+_SELECT_SELLER_PAGE = PRODUCTS.select_page.replace("WHERE", "WHERE seller_id = ? AND")
+_TAKE_STOCK = (
+    "UPDATE products SET stock = stock - ?, update_time_ns = ?, revision = ?"
+    " WHERE id = ? AND stock >= ?"
+)
+_RETURN_STOCK = (
+    "UPDATE products SET stock = stock + ?, update_time_ns = ?, revision = ? WHERE id = ?"
+)
+_INSERT_RESERVATION = (
+    "INSERT INTO reservations (id, product_id, quantity, state, create_time_ns)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_RESERVATION = (
+    "SELECT id, product_id, quantity, state, create_time_ns FROM reservations WHERE id = ?"
+)
+_RELEASE = "UPDATE reservations SET state = ? WHERE id = ? AND state = ?"
+_COUNT_ACTIVE = "SELECT count(*) FROM reservations WHERE product_id = ? AND state = ?"
 
-        reply = await store.reserve_stock(product_id, 2, RequestKey.of("ReserveStock", rid, req))
-    """
+_ACTIVE = product_pb2.RESERVATION_STATE_ACTIVE
+_RELEASED = product_pb2.RESERVATION_STATE_RELEASED
 
-    async def stored_response(self, key: RequestKey | None) -> bytes | None:
-        """The response already stored for ``key`` (a retry), without a write transaction."""
-        ...
 
-    async def create_product(
-        self, product: product_pb2.Product, key: RequestKey | None, product_id: str = ""
-    ) -> pb.CreateProductResponse:
-        """Create a product from the (validated) fields of ``product``, with id
-        ``product_id`` (AlreadyExists if taken) or a fresh one when empty."""
-        ...
+class ProductStore(ResourceStore[product_pb2.Product]):
+    """Durable products, reservations and their change log (``product.db`` or PostgreSQL)."""
 
-    async def get_product(self, product_id: str) -> product_pb2.Product:
-        """The product with this id (NotFound if none)."""
-        ...
+    DATABASE_FILE = DATABASE_FILE
+    MIGRATIONS = MIGRATIONS
+    TABLE = PRODUCTS
 
-    async def list_products(self, seller_id: str, after_id: str | None, limit: int) -> ProductPage:
-        """Up to ``limit`` products after ``after_id`` in id order; of one seller if set."""
-        ...
-
-    async def update_product(
-        self, product: product_pb2.Product, paths: frozenset[str], key: RequestKey | None
-    ) -> pb.UpdateProductResponse:
-        """Copy the ``paths`` fields of ``product`` onto the stored one (etag checked if set)."""
-        ...
+    async def list_by_seller(
+        self, seller_id: str, after_id: str | None, limit: int
+    ) -> Page[product_pb2.Product]:
+        """Up to ``limit`` products of ``seller_id`` (all when empty) after ``after_id``."""
+        if not seller_id:
+            return await self.list(after_id, limit)
+        return await self.list_where(_SELECT_SELLER_PAGE, (seller_id,), after_id, limit)
 
     async def delete_product(
         self, product_id: str, etag: str, key: RequestKey | None
     ) -> pb.DeleteProductResponse:
         """Delete a product without active reservations (etag checked if non-empty)."""
-        ...
+        return await self.delete(product_id, etag, key, pb.DeleteProductResponse, _no_active)
 
     async def reserve_stock(
         self, product_id: str, quantity: int, key: RequestKey | None
     ) -> pb.ReserveStockResponse:
         """Take ``quantity`` units out of stock into a new active reservation."""
-        ...
+        return await self.write_once(
+            key, pb.ReserveStockResponse, lambda tx: _reserve(tx, product_id, quantity, key)
+        )
 
     async def release_stock(
         self, reservation_id: str, key: RequestKey | None
     ) -> pb.ReleaseStockResponse:
         """Put an active reservation's units back (a released one: no change, success)."""
-        ...
+        return await self.write_once(
+            key, pb.ReleaseStockResponse, lambda tx: _release(tx, reservation_id, key)
+        )
 
-    def watch_products(self, start_revision: int) -> AsyncIterator[product_pb2.ProductEvent]:
-        """The events after ``start_revision``, then each new one; ends when watches end."""
-        ...
 
-    def end_watches(self) -> None:
-        """End every open watch stream (server shutdown)."""
-        ...
+SqliteProductStore = ProductStore
+"""The store's former name (it serves PostgreSQL too now), kept for callers outside this package."""
 
-    def close(self) -> None:
-        """Release the storage."""
-        ...
+
+# --- transactions (one each, after the request key was checked) ---------------------------
+
+
+def _no_active(conn: Connection, product: product_pb2.Product) -> None:
+    """FailedPrecondition (ACTIVE_RESERVATIONS) while the product has active reservations."""
+    active = conn.execute(_COUNT_ACTIVE, (product.id, _ACTIVE)).fetchone()[0]
+    if active:
+        raise FailedPrecondition(
+            f"product {product.id!r} has {active} active reservation(s): release them first",
+            reason="ACTIVE_RESERVATIONS",
+            metadata={"product_id": product.id, "active_reservations": str(active)},
+        )
+
+
+def _reserve(
+    tx: Transaction, product_id: str, quantity: int, key: RequestKey | None
+) -> pb.ReserveStockResponse:
+    taken = tx.conn.execute(_TAKE_STOCK, (quantity, tx.now_ns, tx.revision, product_id, quantity))
+    if taken.rowcount != 1:
+        raise _insufficient(PRODUCTS.fetch(tx.conn, product_id), quantity)
+    reservation = product_pb2.Reservation(
+        id=new_id(), product_id=product_id, quantity=quantity, state=_ACTIVE
+    )
+    reservation.create_time.FromNanoseconds(tx.now_ns)
+    row = (reservation.id, product_id, quantity, _ACTIVE, tx.now_ns)
+    tx.conn.execute(_INSERT_RESERVATION, row)
+    product = PRODUCTS.fetch(tx.conn, product_id)
+    response = pb.ReserveStockResponse(reservation=reservation, product=product)
+    PRODUCTS.commit(tx, key, "STOCK_RESERVED", product, response, reservation=reservation)
+    return response
+
+
+def _release(
+    tx: Transaction, reservation_id: str, key: RequestKey | None
+) -> pb.ReleaseStockResponse:
+    reservation = _fetch_reservation(tx.conn, reservation_id)
+    if reservation.state == _RELEASED:  # released before: nothing changes, still a success
+        product = PRODUCTS.fetch(tx.conn, reservation.product_id)
+        return pb.ReleaseStockResponse(reservation=reservation, product=product)
+    tx.conn.execute(_RELEASE, (_RELEASED, reservation_id, _ACTIVE))
+    params = (reservation.quantity, tx.now_ns, tx.revision, reservation.product_id)
+    tx.conn.execute(_RETURN_STOCK, params)
+    reservation.state = _RELEASED
+    product = PRODUCTS.fetch(tx.conn, reservation.product_id)
+    response = pb.ReleaseStockResponse(reservation=reservation, product=product)
+    PRODUCTS.commit(tx, key, "STOCK_RELEASED", product, response, reservation=reservation)
+    return response
+
+
+def _fetch_reservation(conn: Connection, reservation_id: str) -> product_pb2.Reservation:
+    """The reservation, or NotFound (RESERVATION_NOT_FOUND)."""
+    reason = "RESERVATION_NOT_FOUND"
+    row = fetch_row(
+        conn, _SELECT_RESERVATION, reservation_id, resource_type=RESERVATION_TYPE, reason=reason
+    )
+    reservation_id, product_id, quantity, state, created = row
+    reservation = product_pb2.Reservation(
+        id=reservation_id, product_id=product_id, quantity=quantity, state=state
+    )
+    reservation.create_time.FromNanoseconds(created)
+    return reservation
+
+
+def _insufficient(product: product_pb2.Product, quantity: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"product {product.id!r} has {product.stock} unit(s) in stock; {quantity} requested",
+        reason="INSUFFICIENT_STOCK",
+        metadata={
+            "product_id": product.id,
+            "available": str(product.stock),
+            "requested": str(quantity),
+        },
+    )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from services.product._currencies import ISO_4217_CODES
-from services.runtime.storage import Violations, check_id
+from services.runtime.validation import Violations, check_id
 from switchboard.product.v1 import product_pb2
 
 __all__ = [

@@ -1,8 +1,9 @@
 """``python -m services.user``: the user service process.
 
 Registers itself with the registry when one is configured (``--registry`` /
-``SWITCHBOARD_REGISTRY``), so the product service can find it. The shape of
-the binary (flags, data dir, exit codes) is :func:`services.runtime.run_service`.
+``SWITCHBOARD_REGISTRY``), so the product service can find it. Keeps its
+data in ``<data dir>/user.db``, or in PostgreSQL with ``--database-url``.
+The shape of the binary (flags, exit codes) is :func:`services.runtime.run_service`.
 
 Example::
 
@@ -17,20 +18,18 @@ from typing import NoReturn
 
 from services.runtime import run_service
 from services.user._app import run
-from services.user._schema import DATABASE_FILE
-from services.user._sqlite import SqliteUserStore
+from services.user._store import UserStore
 
 DEFAULT_PORT = 50052
-SERVICE = "user"
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Parse flags, open the database (migrating it), serve until SIGTERM, exit 0."""
     run_service(
-        name=SERVICE,
+        name="user",
         default_port=DEFAULT_PORT,
-        database_file=DATABASE_FILE,
-        open_store=SqliteUserStore.open,
+        database_file=UserStore.DATABASE_FILE,
+        open_store=UserStore.open,
         serve=lambda store, setup: run(store, setup.server, setup.hooks),
         argv=argv,
     )

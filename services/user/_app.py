@@ -2,7 +2,7 @@
 
 Example::
 
-    store = SqliteUserStore.open(Path("var"))
+    store = UserStore.open(Path("var"))
     server, port = create_server([user_service(store, store.db.secret("page_token"))], config)
 """
 
@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from services.runtime import Lifecycle, ListeningHook, ServerConfig, Service, serve
 from services.runtime.paging import PageTokens
 from services.user._servicer import SERVICE_NAME, UserServicer
-from services.user._sqlite import SqliteUserStore
 from services.user._store import UserStore
 from switchboard.user.v1 import user_service_pb2_grpc
 
-__all__ = ["PAGE_TOKEN_SECRET", "WatchCloser", "run", "user_service"]
+__all__ = ["PAGE_TOKEN_SECRET", "run", "user_service"]
 
 PAGE_TOKEN_SECRET = "page_token"
 """Name of the secret (kept in the database) that signs page tokens."""
@@ -29,20 +28,15 @@ def user_service(store: UserStore, page_token_secret: bytes) -> Service:
     return Service(servicer, user_service_pb2_grpc.add_UserServiceServicer_to_server, SERVICE_NAME)
 
 
-class WatchCloser(ListeningHook):
-    """Lifecycle hook: logs ``user listening on HOST:PORT`` (the line scripts and tests
-    read to learn the port), and ends the store's watch streams on shutdown."""
+async def run(store: UserStore, config: ServerConfig, hooks: Sequence[Lifecycle] = ()) -> None:
+    """Serve the user service until SIGTERM/SIGINT, then stop gracefully and close the store.
 
-    def __init__(self, store: UserStore, config: ServerConfig) -> None:
-        super().__init__("user", config, store.end_watches)
-
-
-async def run(
-    store: SqliteUserStore, config: ServerConfig, hooks: Sequence[Lifecycle] = ()
-) -> None:
-    """Serve the user service until SIGTERM/SIGINT, then stop gracefully and close the store."""
+    The :class:`ListeningHook` logs ``user listening on HOST:PORT`` (the line
+    scripts and tests read to learn the port) and ends watch streams on shutdown.
+    """
     service = user_service(store, store.db.secret(PAGE_TOKEN_SECRET))
+    listening = ListeningHook("user", config, store.end_watches)
     try:
-        await serve([service], config, hooks=[WatchCloser(store, config), *hooks])
+        await serve([service], config, hooks=[listening, *hooks])
     finally:
         store.close()

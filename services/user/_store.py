@@ -1,82 +1,58 @@
-"""What the user servicer needs from storage: a small async interface.
+"""The user store: the ``users`` table on the shared resource-store skeleton.
 
-The servicer validates requests and calls these methods; it never sees SQL.
-:class:`services.user.SqliteUserStore` is the embedded implementation; a
-PostgreSQL one (several machines sharing one database) would implement the
-same methods, taking the same row locks in one transaction per mutation.
+Everything standard (write-once create, get, keyset list, FieldMask+etag
+update, delete, watch, idempotent retries, one transaction per change with
+its event) is :class:`services.runtime.storage.ResourceStore`, on SQLite or
+PostgreSQL alike. What is the user's own: its columns and the
+case-insensitive unique email (``email_key``; the table's UNIQUE index
+backs the check up).
 
-Contract for every implementation:
+Example::
 
-- Each mutation writes the change, its :class:`UserEvent` (with the next
-  revision) and, when ``key`` is given, the response for that key in ONE
-  transaction; a key seen before returns the stored response and changes
-  nothing (see :mod:`services.runtime.storage` for the reuse rule).
-- Errors are :mod:`services.runtime.errors` types: NotFound, AlreadyExists
-  (email or chosen id taken), Aborted (stale etag), InvalidArgument (request_id reused).
+    store = UserStore.open(Path("var"))               # or "postgresql://..."
+    user = await store.get("0190ab...")
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import Any
 
-from services.runtime.storage import RequestKey
-from switchboard.user.v1 import user_pb2, user_service_pb2
+from services.runtime.storage import ResourceStore, ResourceTable, Unique
+from services.user._schema import DATABASE_FILE, MIGRATIONS
+from services.user._validate import email_key
+from switchboard.user.v1 import user_pb2
 
-__all__ = ["UserPage", "UserStore"]
-
-
-class UserPage(NamedTuple):
-    """One page of users in id order, and whether more follow."""
-
-    users: list[user_pb2.User]
-    more: bool
+__all__ = ["USERS", "USER_TYPE", "SqliteUserStore", "UserStore"]
 
 
-class UserStore(Protocol):
-    """Durable users plus their change log.
+def _columns(user: user_pb2.User) -> tuple[str, str, str]:
+    return (user.email, email_key(user.email), user.display_name)
 
-    Example::
 
-        response = await store.create_user(user, RequestKey.of("CreateUser", "r1", request))
-        page = await store.list_users(after_id=None, limit=50)
-    """
+def _set_columns(user: user_pb2.User, values: Sequence[Any]) -> None:
+    user.email, _, user.display_name = values
 
-    async def create_user(
-        self, user: user_pb2.User, key: RequestKey | None, user_id: str = ""
-    ) -> user_service_pb2.CreateUserResponse:
-        """Create a user from the (validated) email and display_name of ``user``,
-        with id ``user_id`` (AlreadyExists if taken) or a fresh one when empty."""
-        ...
 
-    async def get_user(self, user_id: str) -> user_pb2.User:
-        """The user with this id (NotFound if none)."""
-        ...
+USERS = ResourceTable(
+    message=user_pb2.User,
+    event=user_pb2.UserEvent,
+    table="users",
+    columns=("email", "email_key", "display_name"),
+    to_columns=_columns,
+    from_columns=_set_columns,
+    unique=(Unique("email", "email_key", "EMAIL_ALREADY_EXISTS", key=email_key),),
+)
+USER_TYPE = USERS.type_name
 
-    async def list_users(self, after_id: str | None, limit: int) -> UserPage:
-        """Up to ``limit`` users with an id above ``after_id``, in id order."""
-        ...
 
-    async def update_user(
-        self, user: user_pb2.User, paths: frozenset[str], key: RequestKey | None
-    ) -> user_service_pb2.UpdateUserResponse:
-        """Copy the ``paths`` fields of ``user`` onto the stored user (etag checked if set)."""
-        ...
+class UserStore(ResourceStore[user_pb2.User]):
+    """Durable users and their change log (``<data dir>/user.db`` or PostgreSQL)."""
 
-    async def delete_user(
-        self, user_id: str, etag: str, key: RequestKey | None
-    ) -> user_service_pb2.DeleteUserResponse:
-        """Delete the user (etag checked if non-empty)."""
-        ...
+    DATABASE_FILE = DATABASE_FILE
+    MIGRATIONS = MIGRATIONS
+    TABLE = USERS
 
-    def watch_users(self, start_revision: int) -> AsyncIterator[user_pb2.UserEvent]:
-        """The events after ``start_revision``, then each new one; ends when the store closes."""
-        ...
 
-    def end_watches(self) -> None:
-        """End every open watch stream (server shutdown: streams must not hold up the drain)."""
-        ...
-
-    def close(self) -> None:
-        """Release the storage; open watches end."""
-        ...
+SqliteUserStore = UserStore
+"""The store's former name (it serves PostgreSQL too now), kept for callers outside this package."""

@@ -23,7 +23,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from services.runtime.storage import Violations
+from services.runtime.validation import Violations
+from switchboard.user.v1 import user_pb2
 
 __all__ = [
     "MAX_DISPLAY_NAME",
@@ -32,6 +33,7 @@ __all__ = [
     "UPDATABLE_PATHS",
     "check_display_name",
     "check_email",
+    "check_user",
     "email_key",
 ]
 
@@ -54,6 +56,14 @@ def email_key(email: str) -> str:
     Example: ``email_key("Ada@Example.COM") == "ada@example.com"``.
     """
     return email.lower()
+
+
+def check_user(violations: Violations, user: user_pb2.User, paths: frozenset[str]) -> None:
+    """Record every bad field of ``user`` among ``paths`` (all of them for a create)."""
+    if "email" in paths:
+        check_email(violations, "user.email", user.email)
+    if "display_name" in paths:
+        check_display_name(violations, "user.display_name", user.display_name)
 
 
 def check_email(violations: Violations, field: str, email: str) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
-from services.product import PAGE_TOKEN_SECRET, SqliteProductStore, product_service
+from services.product import PAGE_TOKEN_SECRET, ProductStore, product_service
 from services.runtime import ServerConfig, SwitchboardError, create_server
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
 from tests.user._process import StartService, service_processes
@@ -45,8 +45,8 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(data_dir: Path) -> Iterator[SqliteProductStore]:
-    product_store = SqliteProductStore.open(data_dir)
+def store(data_dir: Path) -> Iterator[ProductStore]:
+    product_store = ProductStore.open(data_dir)
     yield product_store
     product_store.close()
 
@@ -57,7 +57,7 @@ def sellers() -> FakeSellers:
 
 
 @pytest.fixture
-async def address(store: SqliteProductStore, sellers: FakeSellers) -> AsyncIterator[str]:
+async def address(store: ProductStore, sellers: FakeSellers) -> AsyncIterator[str]:
     """``host:port`` of a started in-process product server (production ``create_server``)."""
     service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
     server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import services.product.__main__ as product_main
-from services.product import SqliteProductStore
+from services.product import ProductStore
 from services.runtime import ClientConfig, Lifecycle, RegistrationAgent, ServerConfig
 from tests.user._main import exit_code
 
@@ -24,7 +24,7 @@ def test_main_hands_run_the_client_config_with_the_registry_flags(
     seen: list[tuple[ClientConfig, Sequence[Lifecycle]]] = []
 
     async def fake_run(
-        store: SqliteProductStore,
+        store: ProductStore,
         config: ServerConfig,
         client: ClientConfig,
         hooks: Sequence[Lifecycle] = (),

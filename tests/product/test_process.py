@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
-from services.product import SqliteProductStore
+from services.product import ProductStore
 from services.runtime import errors as e
 from services.runtime import from_rpc_error
 from switchboard.product.v1 import product_service_pb2 as pb
@@ -25,9 +25,11 @@ pytestmark = pytest.mark.e2e
 
 async def _seed_product(data_dir: Path, stock: int) -> str:
     """Create a product straight in the shared file (this test is one more process on it)."""
-    store = SqliteProductStore.open(data_dir)
+    store = ProductStore.open(data_dir)
     try:
-        return (await store.create_product(new_product(stock=stock), None)).product.id
+        return (
+            await store.create(new_product(stock=stock), "", None, pb.CreateProductResponse)
+        ).product.id
     finally:
         store.close()
 

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from services.product import SqliteProductStore
+from services.product import ProductStore
 from services.runtime import errors as e
 from services.runtime import from_rpc_error
 from switchboard.product.v1 import product_pb2
@@ -25,6 +25,7 @@ from tests.product.conftest import (
     read_event,
     reserve,
 )
+from tests.storage._backends import count
 
 if TYPE_CHECKING:
     from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub
@@ -32,13 +33,8 @@ if TYPE_CHECKING:
 ET = product_pb2.ProductEventType
 
 
-def _count(store: SqliteProductStore, table: str) -> int:
-    queries = {
-        "products": "SELECT count(*) FROM products",
-        "events": "SELECT count(*) FROM events",
-        "reservations": "SELECT count(*) FROM reservations",
-    }
-    return int(store.db.conn.execute(queries[table]).fetchone()[0])
+async def _count(store: ProductStore, table: str) -> int:
+    return await count(store, table)
 
 
 # --- CreateProduct ------------------------------------------------------------------
@@ -130,14 +126,14 @@ async def test_create_with_a_taken_sku_is_already_exists(stub: ProductServiceAsy
 
 
 async def test_create_with_an_unknown_seller_is_failed_precondition(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     request = pb.CreateProductRequest(product=_with(seller_id="nobody"))
     error = await failure(stub.CreateProduct(request, timeout=WAIT))
     assert isinstance(error, e.FailedPrecondition) and error.reason == "SELLER_NOT_FOUND"
     assert error.metadata == {"seller_id": "nobody"}
     assert isinstance(error.details[0], error_details_pb2.PreconditionFailure)
-    assert _count(store, "products") == 0
+    assert await _count(store, "products") == 0
 
 
 @pytest.mark.parametrize(
@@ -148,22 +144,22 @@ async def test_create_with_an_unknown_seller_is_failed_precondition(
 async def test_create_when_the_seller_cannot_be_checked(
     stub: ProductServiceAsyncStub,
     sellers: FakeSellers,
-    store: SqliteProductStore,
+    store: ProductStore,
     downstream: e.SwitchboardError,
 ) -> None:
     sellers.failure = downstream
     error = await failure(stub.CreateProduct(pb.CreateProductRequest(product=new_product())))
     assert type(error) is type(downstream)
-    assert _count(store, "products") == 0
+    assert await _count(store, "products") == 0
 
 
 async def test_create_retried_with_the_same_request_id_is_applied_once(
-    stub: ProductServiceAsyncStub, sellers: FakeSellers, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, sellers: FakeSellers, store: ProductStore
 ) -> None:
     first = await create(stub, request_id="c-1")
     sellers.failure = e.Unavailable("down now")  # the retry does not need the user service
     assert await create(stub, request_id="c-1") == first
-    assert (_count(store, "products"), _count(store, "events")) == (1, 1)
+    assert (await _count(store, "products"), await _count(store, "events")) == (1, 1)
 
 
 async def test_request_id_reused_for_another_product_is_invalid(
@@ -360,12 +356,12 @@ async def test_update_to_a_taken_sku_is_already_exists(stub: ProductServiceAsync
 
 
 async def test_update_retried_with_the_same_request_id_is_applied_once(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     product = await create(stub)
     request = _update(product_pb2.Product(id=product.id, name="Once"), "name", request_id="u-1")
     first, second = [await stub.UpdateProduct(request, timeout=WAIT) for _ in range(2)]
-    assert first == second and _count(store, "events") == 2
+    assert first == second and await _count(store, "events") == 2
 
 
 # --- DeleteProduct ------------------------------------------------------------------
@@ -391,7 +387,7 @@ async def test_delete_with_a_stale_etag_is_aborted(stub: ProductServiceAsyncStub
 
 
 async def test_delete_with_active_reservations_is_refused_until_released(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     product = await create(stub)
     reserved = await reserve(stub, product.id, 2, "r-1")
@@ -400,7 +396,7 @@ async def test_delete_with_active_reservations_is_refused_until_released(
     assert error.metadata["active_reservations"] == "1"
     await stub.ReleaseStock(pb.ReleaseStockRequest(reservation_id=reserved.reservation.id))
     await stub.DeleteProduct(pb.DeleteProductRequest(id=product.id), timeout=WAIT)
-    assert _count(store, "reservations") == 0  # released reservations go with the product
+    assert await _count(store, "reservations") == 0  # released reservations go with the product
 
 
 async def test_delete_retried_with_the_same_request_id_succeeds_again(
@@ -444,7 +440,7 @@ async def test_reserve_unknown_product_is_not_found(stub: ProductServiceAsyncStu
 
 
 async def test_reserve_more_than_in_stock_is_insufficient_stock(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     product = await create(stub, stock=2)
     error = await failure(reserve(stub, product.id, 3, "r-1"))
@@ -453,23 +449,23 @@ async def test_reserve_more_than_in_stock_is_insufficient_stock(
     huge = await failure(reserve(stub, product.id, 2**63 - 1, "r-2"))
     assert isinstance(huge, e.FailedPrecondition)
     assert (await stub.GetProduct(pb.GetProductRequest(id=product.id))).product.stock == 2
-    assert (_count(store, "reservations"), _count(store, "events")) == (0, 1)
+    assert (await _count(store, "reservations"), await _count(store, "events")) == (0, 1)
 
 
 async def test_reserve_retried_with_the_same_request_id_reserves_once(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     product = await create(stub, stock=5)
     first, second = [await reserve(stub, product.id, 2, "same") for _ in range(2)]
     assert first == second and first.product.stock == 3
     assert (await stub.GetProduct(pb.GetProductRequest(id=product.id))).product.stock == 3
-    assert (_count(store, "reservations"), _count(store, "events")) == (1, 2)
+    assert (await _count(store, "reservations"), await _count(store, "events")) == (1, 2)
     other = await failure(reserve(stub, product.id, 1, "same"))  # same key, other quantity
     assert isinstance(other, e.InvalidArgument)
 
 
 async def test_fifty_concurrent_reservations_on_ten_units(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     product = await create(stub, stock=10)
     calls = [reserve(stub, product.id, 1, f"r-{i}") for i in range(50)]
@@ -481,11 +477,11 @@ async def test_fifty_concurrent_reservations_on_ten_units(
     assert {x.reason for x in lost} == {"INSUFFICIENT_STOCK"}
     assert sorted(r.product.stock for r in won) == list(range(10))  # each unit counted once
     assert (await stub.GetProduct(pb.GetProductRequest(id=product.id))).product.stock == 0
-    assert _count(store, "reservations") == 10
+    assert await _count(store, "reservations") == 10
 
 
 async def test_release_puts_units_back_once(
-    stub: ProductServiceAsyncStub, store: SqliteProductStore
+    stub: ProductServiceAsyncStub, store: ProductStore
 ) -> None:
     product = await create(stub, stock=5)
     reservation = (await reserve(stub, product.id, 4, "r-1")).reservation
@@ -495,7 +491,7 @@ async def test_release_puts_units_back_once(
     assert released.reservation.state == product_pb2.RESERVATION_STATE_RELEASED
     again = await stub.ReleaseStock(request, timeout=WAIT)  # no change, still a success
     assert again.product == released.product and again.reservation == released.reservation
-    assert _count(store, "events") == 3
+    assert await _count(store, "events") == 3
 
 
 async def test_release_retried_with_the_same_request_id_returns_the_first_result(

@@ -9,17 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from services.product import DATABASE_FILE, MIGRATIONS, SqliteProductStore, replay
+from services.product import DATABASE_FILE, MIGRATIONS, ProductStore, replay
 from services.runtime.errors import SwitchboardError
-from services.runtime.storage import RequestKey, connect, migrate, read_events, schema_version
+from services.runtime.storage import RequestKey, connect, migrate, schema_version
 from switchboard.product.v1 import product_pb2
+from switchboard.product.v1 import product_service_pb2 as pb
 from tests.product.conftest import new_product
+from tests.storage._backends import log, rows, sqlite_conn
 
 
 class _History:
     """Random creates, updates, deletes, reservations and releases (some of them refused)."""
 
-    def __init__(self, store: SqliteProductStore, seed: int) -> None:
+    def __init__(self, store: ProductStore, seed: int) -> None:
         self.store = store
         self.rng = random.Random(seed)
         self.products: list[str] = []
@@ -34,13 +36,15 @@ class _History:
 
     async def create(self, n: int) -> None:
         product = new_product(sku=f"S{self.rng.randrange(60)}", stock=self.rng.randrange(6))
-        self.products.append((await self.store.create_product(product, None)).product.id)
+        self.products.append(
+            (await self.store.create(product, "", None, pb.CreateProductResponse)).product.id
+        )
 
     async def update(self, n: int) -> None:
         change = new_product(sku=f"S{self.rng.randrange(60)}", stock=self.rng.randrange(6))
         change.id = self.rng.choice(self.products)
         paths = frozenset(self.rng.sample(["sku", "name", "stock", "price"], 2))
-        await self.store.update_product(change, paths, None)
+        await self.store.update(change, paths, None, pb.UpdateProductResponse)
 
     async def delete(self, n: int) -> None:
         await self.store.delete_product(self.rng.choice(self.products), "", None)
@@ -57,31 +61,28 @@ class _History:
             await self.store.release_stock(self.rng.choice(self.reservations), None)
 
 
-async def _tables(store: SqliteProductStore) -> dict[str, product_pb2.Product]:
-    page = await store.list_products("", None, 1000)
+async def _tables(store: ProductStore) -> dict[str, product_pb2.Product]:
+    page = await store.list(None, 1000)
     assert not page.more
-    return {product.id: product for product in page.products}
+    return {product.id: product for product in page.items}
 
 
-def _reservation_rows(store: SqliteProductStore) -> dict[str, tuple[str, int, int]]:
-    rows = store.db.conn.execute("SELECT id, product_id, quantity, state FROM reservations")
-    return {rid: (pid, quantity, state) for rid, pid, quantity, state in rows}
+async def _reservation_rows(store: ProductStore) -> dict[str, tuple[str, int, int]]:
+    found = await rows(store, "SELECT id, product_id, quantity, state FROM reservations")
+    return {rid: (pid, quantity, state) for rid, pid, quantity, state in found}
 
 
 async def test_replaying_the_log_rebuilds_products_and_reservations(
-    store: SqliteProductStore,
+    store: ProductStore,
 ) -> None:
     history = _History(store, seed=11)
     for n in range(400):
         await history.step(n)
-    events = [
-        product_pb2.ProductEvent.FromString(e.payload)
-        for e in read_events(store.db.conn, 0, 100_000)
-    ]
+    events = [product_pb2.ProductEvent.FromString(e.payload) for e in await log(store)]
     state = replay(events)
     assert state.products == await _tables(store)
     replayed = {r.id: (r.product_id, r.quantity, r.state) for r in state.reservations.values()}
-    assert replayed == _reservation_rows(store)
+    assert replayed == await _reservation_rows(store)
     kinds = {event.type for event in events}
     assert product_pb2.PRODUCT_EVENT_TYPE_STOCK_RELEASED in kinds  # the history covered it all
     assert product_pb2.PRODUCT_EVENT_TYPE_DELETED in kinds
@@ -97,12 +98,13 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
         " VALUES ('p1', 'OLD-1', 'Old', '', 'EUR', 5, 2, 's1', 1, 1, 0)"
     )
     old.close()
-    store = SqliteProductStore.open(data_dir)
+    store = ProductStore.open(data_dir)
     try:
-        assert schema_version(store.db.conn) == MIGRATIONS[-1].version
+        conn = sqlite_conn(store)
+        assert schema_version(conn) == MIGRATIONS[-1].version
         index = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
-        assert store.db.conn.execute(index, ("products_by_seller",)).fetchone() is not None
-        assert store.db.conn.execute("SELECT sku, stock FROM products").fetchall() == [("OLD-1", 2)]
+        assert conn.execute(index, ("products_by_seller",)).fetchone() is not None
+        assert conn.execute("SELECT sku, stock FROM products").fetchall() == [("OLD-1", 2)]
     finally:
         store.close()
 
@@ -117,11 +119,9 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
         "INSERT INTO reservations VALUES ('r1', 'p1', 0, 1, 0)",
     ],
 )
-async def test_the_database_guards_its_invariants(
-    store: SqliteProductStore, statement: str
-) -> None:
+async def test_the_database_guards_its_invariants(store: ProductStore, statement: str) -> None:
     await store.db.write(lambda tx: tx.conn.execute(
         "INSERT INTO products VALUES ('p1', 'A', 'A', '', 'EUR', 1, 1, 's', 1, 1, 1)"
     ))  # fmt: skip
     with pytest.raises(sqlite3.IntegrityError):
-        store.db.conn.execute(statement)
+        sqlite_conn(store).execute(statement)

@@ -14,26 +14,27 @@ from services.runtime.errors import Aborted, AlreadyExists, InvalidArgument, Not
 from services.runtime.storage import (
     CORE_TABLES,
     INLINE_PAGE_LIMIT,
+    Database,
     Migration,
     RequestKey,
-    SqliteStore,
+    Store,
     Transaction,
     check_etag,
     check_id_free,
     commit_change,
     fetch_row,
     in_revision_order,
-    read_events,
-    require_id,
     watch_stream,
 )
+from services.runtime.validation import require_id
+from tests.storage._backends import log, sqlite_conn
 
 BOUND_S = 3.0
 _SELECT_ONE = "SELECT id, label FROM things WHERE id = ?"
 _PAGE = "SELECT id, label FROM things WHERE label = ? AND id > ? ORDER BY id LIMIT ?"
 
 
-class ThingStore(SqliteStore):
+class ThingStore(Store):
     """The smallest service store: things with a label."""
 
     DATABASE_FILE = "things.db"
@@ -65,6 +66,7 @@ def store(tmp_path: Path) -> Iterator[ThingStore]:
 
 
 async def test_open_creates_the_named_file(tmp_path: Path, store: ThingStore) -> None:
+    assert isinstance(store.db, Database)
     assert store.db.path == tmp_path / "things.db" and store.db.path.exists()
 
 
@@ -72,7 +74,7 @@ async def test_a_retried_key_gets_the_first_answer_and_changes_nothing(store: Th
     first = await store.add("a", _key("r-1", "a"))
     assert await store.add("a", _key("r-1", "a")) == first  # no AlreadyExists: not run again
     assert await store.stored_response(_key("r-1", "a")) == first.SerializeToString()
-    assert [e.revision for e in read_events(store.db.conn, 0, 10)] == [1]
+    assert [e.revision for e in await log(store)] == [1]
 
 
 async def test_a_failed_change_writes_neither_event_nor_response(store: ThingStore) -> None:
@@ -81,7 +83,7 @@ async def test_a_failed_change_writes_neither_event_nor_response(store: ThingSto
         await store.add("a", _key("r-2", "a"))
     assert taken.value.reason == "THING_EXISTS"
     assert await store.stored_response(_key("r-2", "a")) is None
-    assert len(read_events(store.db.conn, 0, 10)) == 1
+    assert len(await log(store)) == 1
 
 
 @pytest.mark.parametrize("size", [2, INLINE_PAGE_LIMIT + 1])  # inline, then the reader thread
@@ -101,7 +103,7 @@ async def test_read_page_walks_the_keys_in_order(store: ThingStore, size: int) -
 
 
 def test_fetch_row_finds_or_is_not_found(store: ThingStore) -> None:
-    conn = store.db.conn
+    conn = sqlite_conn(store)
     conn.execute("INSERT INTO things (id, label) VALUES ('a', 'x')")
     assert tuple(fetch_row(conn, _SELECT_ONE, "a", resource_type="T", reason="R")) == ("a", "x")
     with pytest.raises(NotFound) as missing:

@@ -11,7 +11,7 @@ import grpc.aio
 import pytest
 
 from services.runtime import ServerConfig, create_server
-from services.user import PAGE_TOKEN_SECRET, SqliteUserStore, user_service
+from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests.user._process import StartService, service_processes
 
@@ -28,14 +28,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(data_dir: Path) -> Iterator[SqliteUserStore]:
-    user_store = SqliteUserStore.open(data_dir)
+def store(data_dir: Path) -> Iterator[UserStore]:
+    user_store = UserStore.open(data_dir)
     yield user_store
     user_store.close()
 
 
 @pytest.fixture
-async def address(store: SqliteUserStore) -> AsyncIterator[str]:
+async def address(store: UserStore) -> AsyncIterator[str]:
     """``host:port`` of a started in-process user server (production ``create_server``)."""
     service = user_service(store, store.db.secret(PAGE_TOKEN_SECRET))
     server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))

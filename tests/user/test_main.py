@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import services.user.__main__ as user_main
-from services.runtime import Lifecycle, RegistrationAgent, ServerConfig
-from services.user import SqliteUserStore, WatchCloser
+from services.runtime import Lifecycle, ListeningHook, RegistrationAgent, ServerConfig
+from services.user import UserStore
 from tests.user._main import exit_code
 
 
@@ -48,7 +48,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Served:
     seen: Served = []
 
     async def fake_run(
-        store: SqliteUserStore, config: ServerConfig, hooks: Sequence[Lifecycle] = ()
+        store: UserStore, config: ServerConfig, hooks: Sequence[Lifecycle] = ()
     ) -> None:
         seen.append((config, hooks))
         store.close()
@@ -75,11 +75,11 @@ def test_main_without_a_registry_adds_no_agent(tmp_path: Path, served: Served) -
     assert [hooks for _, hooks in served] == [()]
 
 
-async def test_watch_closer_announces_the_port_and_ends_watches(
+async def test_the_listening_hook_announces_the_port_and_ends_watches(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SqliteUserStore.open(tmp_path)
-    hook = WatchCloser(store, ServerConfig(listen="127.0.0.1:0"))
+    store = UserStore.open(tmp_path)
+    hook = ListeningHook("user", ServerConfig(listen="127.0.0.1:0"), store.end_watches)
     with caplog.at_level(logging.INFO, logger="switchboard.user"):
         await hook.started(41234)
     assert [(r.name, r.getMessage()) for r in caplog.records] == [

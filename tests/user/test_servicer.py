@@ -9,10 +9,11 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from services.runtime import errors as e
-from services.user import SqliteUserStore
+from services.user import UserStore
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as pb
 from tests._support import failure
+from tests.storage._backends import count
 from tests.user.conftest import WAIT, create, new_user, read_event
 
 if TYPE_CHECKING:
@@ -77,22 +78,21 @@ async def test_create_with_a_taken_email_any_case_is_already_exists(
 
 
 async def test_create_retried_with_the_same_request_id_is_applied_once(
-    stub: UserServiceAsyncStub, store: SqliteUserStore
+    stub: UserServiceAsyncStub, store: UserStore
 ) -> None:
     request = pb.CreateUserRequest(user=new_user(), request_id="create-1")
     first, second = [await stub.CreateUser(request, timeout=WAIT) for _ in range(2)]
     assert first == second
-    assert store.db.conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
-    assert store.db.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert (await count(store, "users"), await count(store, "events")) == (1, 1)
 
 
 async def test_concurrent_retries_create_one_user(
-    stub: UserServiceAsyncStub, store: SqliteUserStore
+    stub: UserServiceAsyncStub, store: UserStore
 ) -> None:
     request = pb.CreateUserRequest(user=new_user(), request_id="create-2")
     responses = await asyncio.gather(*(stub.CreateUser(request, timeout=WAIT) for _ in range(10)))
     assert len({r.user.id for r in responses}) == 1
-    assert store.db.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    assert await count(store, "events") == 1
 
 
 async def test_request_id_reused_for_another_user_is_invalid(stub: UserServiceAsyncStub) -> None:
@@ -290,14 +290,14 @@ async def test_update_to_a_taken_email_is_already_exists(stub: UserServiceAsyncS
 
 
 async def test_update_retried_with_the_same_request_id_is_applied_once(
-    stub: UserServiceAsyncStub, store: SqliteUserStore
+    stub: UserServiceAsyncStub, store: UserStore
 ) -> None:
     user = await create(stub)
     request = _update(user_pb2.User(id=user.id, display_name="Once"), "display_name",
                       request_id="u-1")  # fmt: skip
     first, second = [await stub.UpdateUser(request, timeout=WAIT) for _ in range(2)]
     assert first == second
-    assert store.db.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    assert await count(store, "events") == 2
 
 
 # --- DeleteUser ---------------------------------------------------------------------
@@ -368,7 +368,7 @@ async def test_watch_negative_start_revision_is_invalid(stub: UserServiceAsyncSt
 
 
 async def test_watch_ends_unavailable_when_the_server_stops(
-    stub: UserServiceAsyncStub, store: SqliteUserStore
+    stub: UserServiceAsyncStub, store: UserStore
 ) -> None:
     watch = stub.WatchUsers(pb.WatchUsersRequest())
     waiting = asyncio.ensure_future(failure(watch.read()))

@@ -7,12 +7,14 @@ import sqlite3
 from pathlib import Path
 
 from services.runtime.errors import SwitchboardError
-from services.runtime.storage import connect, migrate, read_events, schema_version
-from services.user import DATABASE_FILE, MIGRATIONS, SqliteUserStore, replay
+from services.runtime.storage import connect, migrate, schema_version
+from services.user import DATABASE_FILE, MIGRATIONS, UserStore, replay
 from switchboard.user.v1 import user_pb2
+from switchboard.user.v1 import user_service_pb2 as pb
+from tests.storage._backends import log, sqlite_conn
 
 
-async def _random_history(store: SqliteUserStore, steps: int, seed: int) -> None:
+async def _random_history(store: UserStore, steps: int, seed: int) -> None:
     """Creates, updates (email or name, with or without etag) and deletes, some of them failing."""
     rng = random.Random(seed)
     ids: list[str] = []
@@ -22,39 +24,43 @@ async def _random_history(store: SqliteUserStore, steps: int, seed: int) -> None
             if action == "create":
                 email = f"u{rng.randrange(40)}@example.com"  # collisions: some ALREADY_EXISTS
                 user = user_pb2.User(email=email, display_name=f"n{step}")
-                ids.append((await store.create_user(user, None)).user.id)
+                ids.append((await store.create(user, "", None, pb.CreateUserResponse)).user.id)
             elif action == "update":
                 change = user_pb2.User(id=rng.choice(ids), email=f"v{step}@example.com",
                                        display_name=f"m{step}")  # fmt: skip
-                await store.update_user(change, frozenset(rng.sample(["email", "display_name"], 1)),
-                                        None)  # fmt: skip
+                paths = frozenset(rng.sample(["email", "display_name"], 1))
+                await store.update(change, paths, None, pb.UpdateUserResponse)
             else:
-                await store.delete_user(ids.pop(rng.randrange(len(ids))), "", None)
+                await store.delete(
+                    ids.pop(rng.randrange(len(ids))), "", None, pb.DeleteUserResponse
+                )
         except SwitchboardError:
             pass  # a refused change must leave no event behind
 
 
-async def _table(store: SqliteUserStore) -> dict[str, user_pb2.User]:
-    page = await store.list_users(None, 1000)
+async def _table(store: UserStore) -> dict[str, user_pb2.User]:
+    page = await store.list(None, 1000)
     assert not page.more
-    return {user.id: user for user in page.users}
+    return {user.id: user for user in page.items}
 
 
-async def test_replaying_the_log_rebuilds_the_table(store: SqliteUserStore) -> None:
+async def test_replaying_the_log_rebuilds_the_table(store: UserStore) -> None:
     await _random_history(store, steps=300, seed=7)
-    entries = read_events(store.db.conn, 0, 100_000)
+    entries = await log(store)
     events = [user_pb2.UserEvent.FromString(entry.payload) for entry in entries]
     assert [event.revision for event in events] == [entry.revision for entry in entries]
     assert replay(events) == await _table(store)
     assert len(await _table(store)) > 5  # the history left something to compare
 
 
-async def test_replaying_a_prefix_gives_the_state_at_that_revision(store: SqliteUserStore) -> None:
-    first = (await store.create_user(user_pb2.User(email="a@x.io", display_name="A"), None)).user
-    await store.update_user(
-        user_pb2.User(id=first.id, display_name="B"), frozenset({"display_name"}), None
+async def test_replaying_a_prefix_gives_the_state_at_that_revision(store: UserStore) -> None:
+    created = await store.create(
+        user_pb2.User(email="a@x.io", display_name="A"), "", None, pb.CreateUserResponse
     )
-    events = [user_pb2.UserEvent.FromString(e.payload) for e in read_events(store.db.conn, 0, 10)]
+    first = created.user
+    change = user_pb2.User(id=first.id, display_name="B")
+    await store.update(change, frozenset({"display_name"}), None, pb.UpdateUserResponse)
+    events = [user_pb2.UserEvent.FromString(e.payload) for e in await log(store)]
     assert replay(events[:1]) == {first.id: first}
     assert replay(events)[first.id].display_name == "B"
 
@@ -68,25 +74,27 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
         " revision) VALUES ('u1', 'A@x.io', 'a@x.io', 'Old', 1, 1, 0)"
     )
     old.close()
-    store = SqliteUserStore.open(data_dir)
+    store = UserStore.open(data_dir)
     try:
-        assert schema_version(store.db.conn) == MIGRATIONS[-1].version
+        conn = sqlite_conn(store)
+        assert schema_version(conn) == MIGRATIONS[-1].version
         index = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
-        assert store.db.conn.execute(index, ("events_by_resource",)).fetchone() is not None
-        row = store.db.conn.execute("SELECT email, display_name FROM users").fetchall()
+        assert conn.execute(index, ("events_by_resource",)).fetchone() is not None
+        row = conn.execute("SELECT email, display_name FROM users").fetchall()
         assert row == [("A@x.io", "Old")]
     finally:
         store.close()
 
 
-def test_the_database_enforces_unique_emails_itself(store: SqliteUserStore) -> None:
+def test_the_database_enforces_unique_emails_itself(store: UserStore) -> None:
     insert = (
         "INSERT INTO users (id, email, email_key, display_name, create_time_ns, update_time_ns,"
         " revision) VALUES (?, ?, ?, 'N', 1, 1, 1)"
     )
-    store.db.conn.execute(insert, ("u1", "a@x.io", "a@x.io"))
+    conn = sqlite_conn(store)
+    conn.execute(insert, ("u1", "a@x.io", "a@x.io"))
     try:
-        store.db.conn.execute(insert, ("u2", "A@x.io", "a@x.io"))
+        conn.execute(insert, ("u2", "A@x.io", "a@x.io"))
     except sqlite3.IntegrityError:
         return
     raise AssertionError("a second user with the same email key was stored")

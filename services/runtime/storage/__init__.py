@@ -1,6 +1,14 @@
-"""Shared SQLite storage for Switchboard services: one durable file per service.
+"""Shared storage for Switchboard services: one skeleton, two backends (SQLite, PostgreSQL).
 
 What a service store builds on:
+
+- :class:`ResourceStore` and :class:`ResourceTable` — the standard methods
+  (write-once create, get, keyset list, FieldMask+etag update, delete,
+  watch) of one resource, written once; a service declares its table and
+  keeps only its own rules. Servicer helpers: :func:`create_key`,
+  :func:`request_key`, :func:`delete_key`, :func:`update_paths`, :func:`list_page`.
+- :class:`Backend` — what a store needs from a database; :func:`open_database`
+  picks SQLite (a data dir) or PostgreSQL (a ``postgresql://`` URL).
 
 - :class:`Database` — opens ``<data dir>/<service>.db`` (WAL, ``synchronous=FULL``,
   busy timeout, foreign keys), runs :class:`Migration` s, gives short
@@ -11,16 +19,14 @@ What a service store builds on:
 - Idempotency — :data:`REQUESTS_TABLE`, :class:`RequestKey`,
   :func:`find_response`, :func:`save_response`.
 - :func:`new_id`, :func:`make_etag`, :func:`check_etag` and :func:`timestamp`.
-- Checks shared by the standard methods: :class:`Violations`, :func:`check_id`,
-  :func:`require_id`, :func:`check_chosen_id`, :func:`check_request_id`,
-  :func:`check_update_mask`.
-- :class:`SqliteStore` — the base of a service's store: open, idempotent
-  writes (:meth:`SqliteStore.write_once` + :func:`commit_change`), keyset
+- :class:`Store` — the base below :class:`ResourceStore`: open, idempotent
+  writes (:meth:`Store.write_once` + :func:`commit_change`), keyset
   pages (:func:`keyset_page`), watches; row helpers :func:`fetch_row`,
   :func:`check_id_free`; :func:`watch_stream` for a Watch RPC and
   :func:`in_revision_order` for a replay.
 
-A service's first migration creates :data:`CORE_TABLES` next to its own.
+A service's first migration creates :data:`CORE_TABLES` (and, for
+PostgreSQL, :data:`POSTGRES_CORE_TABLES`) next to its own.
 
 Example::
 
@@ -30,13 +36,20 @@ Example::
 
 from __future__ import annotations
 
+from services.runtime.storage._backend import (
+    Backend,
+    Connection,
+    Cursor,
+    Transaction,
+    is_postgres_url,
+    open_database,
+)
 from services.runtime.storage._db import (
     BUSY_TIMEOUT_MS,
     DATA_DIR_ENV,
     DEFAULT_DATA_DIR,
     SECRETS_TABLE,
     Database,
-    Transaction,
     connect,
     resolve_data_dir,
     transaction,
@@ -49,21 +62,18 @@ from services.runtime.storage._events import (
     in_revision_order,
     read_events,
 )
-from services.runtime.storage._fields import (
-    MAX_ID_LENGTH,
-    Violations,
-    check_chosen_id,
-    check_id,
-    check_request_id,
-    check_update_mask,
-    require_id,
-)
 from services.runtime.storage._idempotency import (
-    MAX_REQUEST_ID_LENGTH,
     REQUESTS_TABLE,
     RequestKey,
     find_response,
     save_response,
+)
+from services.runtime.storage._methods import (
+    create_key,
+    delete_key,
+    list_page,
+    request_key,
+    update_paths,
 )
 from services.runtime.storage._migrations import (
     Migration,
@@ -71,14 +81,22 @@ from services.runtime.storage._migrations import (
     migrate,
     schema_version,
 )
+from services.runtime.storage._resource import (
+    Page,
+    ResourceStore,
+    ResourceTable,
+    Unique,
+    merge_paths,
+)
 from services.runtime.storage._store import (
     INLINE_PAGE_LIMIT,
-    SqliteStore,
+    Store,
     check_id_free,
     commit_change,
     fetch_row,
     keyset_page,
 )
+from services.runtime.storage._tables import CORE_TABLES, POSTGRES_CORE_TABLES
 from services.runtime.storage._values import check_etag, make_etag, new_id, timestamp
 from services.runtime.storage._watch import POLL_INTERVAL_S, tail, watch_stream
 
@@ -89,46 +107,51 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "EVENTS_TABLE",
     "INLINE_PAGE_LIMIT",
-    "MAX_ID_LENGTH",
-    "MAX_REQUEST_ID_LENGTH",
     "POLL_INTERVAL_S",
+    "POSTGRES_CORE_TABLES",
     "REQUESTS_TABLE",
     "SECRETS_TABLE",
+    "Backend",
     "ChangeFeed",
+    "Connection",
+    "Cursor",
     "Database",
     "LogEntry",
     "Migration",
     "MigrationError",
+    "Page",
     "RequestKey",
-    "SqliteStore",
+    "ResourceStore",
+    "ResourceTable",
+    "Store",
     "Transaction",
-    "Violations",
-    "check_chosen_id",
+    "Unique",
     "check_etag",
-    "check_id",
     "check_id_free",
-    "check_request_id",
-    "check_update_mask",
     "commit_change",
     "connect",
+    "create_key",
+    "delete_key",
     "fetch_row",
     "find_response",
     "head_revision",
     "in_revision_order",
+    "is_postgres_url",
     "keyset_page",
+    "list_page",
     "make_etag",
+    "merge_paths",
     "migrate",
     "new_id",
+    "open_database",
     "read_events",
-    "require_id",
+    "request_key",
     "resolve_data_dir",
     "save_response",
     "schema_version",
     "tail",
     "timestamp",
     "transaction",
+    "update_paths",
     "watch_stream",
 ]
-
-CORE_TABLES: tuple[str, ...] = (EVENTS_TABLE, REQUESTS_TABLE, SECRETS_TABLE)
-"""The change log, idempotency and secrets tables every service database has."""

@@ -47,7 +47,6 @@ import os
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -55,8 +54,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.runtime.errors import Unavailable
-from services.runtime.storage._events import ChangeFeed, append_event, next_revision
+from services.runtime.storage._backend import Connection, Transaction
+from services.runtime.storage._events import ChangeFeed, next_revision
 from services.runtime.storage._migrations import Migration, migrate
+from services.runtime.storage._watch import POLL_INTERVAL_S
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -64,7 +65,6 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "SECRETS_TABLE",
     "Database",
-    "Transaction",
     "connect",
     "resolve_data_dir",
     "transaction",
@@ -105,33 +105,6 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Transaction:
-    """A write transaction in progress: its connection, revision and commit time.
-
-    The revision is taken on first use, so a transaction that ends up
-    changing nothing (a replayed idempotent request) does not use one.
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.now_ns = time.time_ns()
-        self._revision: int | None = None
-        self.appended = False
-
-    @property
-    def revision(self) -> int:
-        """The revision this transaction's event gets (and its rows record)."""
-        if self._revision is None:
-            self._revision = next_revision(self.conn)
-        return self._revision
-
-    def append_event(self, resource_id: str, kind: str, payload: bytes) -> int:
-        """Append this transaction's event to the log; returns its revision."""
-        append_event(self.conn, self.revision, resource_id, kind, self.now_ns, payload)
-        self.appended = True
-        return self.revision
-
-
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[Transaction]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn`` (``ROLLBACK`` on any exception).
@@ -141,7 +114,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[Transaction]:
     another process still holds after the busy timeout is UNAVAILABLE.
     """
     _begin_immediate(conn)
-    tx = Transaction(conn)
+    tx = Transaction(conn, lambda: next_revision(conn))
     try:
         yield tx
     except BaseException:
@@ -187,7 +160,10 @@ class _Worker:
 
 
 class Database:
-    """A service's SQLite database: the loop's connection, a writer and a reader thread."""
+    """A service's SQLite database: the loop's connection, a writer and a reader thread.
+
+    The SQLite :class:`services.runtime.storage.Backend`.
+    """
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -230,6 +206,20 @@ class Database:
         if appended:
             self.changes.notify()
         return result
+
+    poll_interval: float | None = POLL_INTERVAL_S
+    """Other processes sharing the file cannot wake this one: a watcher looks at the log
+    this often (a ~10 µs indexed range read)."""
+
+    async def start_listening(self) -> None:
+        """Nothing to start: this process's commits wake its watchers, a poll sees the rest."""
+
+    async def read(self, fn: Callable[[Connection], T], *, big: bool = False) -> T:
+        """``fn(conn)``: inline on the loop (cheaper than a thread hop), or on the reader
+        thread in a read snapshot when ``big`` (it would hold the loop too long)."""
+        if big:
+            return await self.read_in_thread(fn)
+        return fn(self.conn)
 
     async def read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in a read snapshot on the reader thread (for big reads)."""

@@ -17,9 +17,11 @@ short poll picks up what other processes sharing the file commit.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from services.runtime.storage._backend import Connection
 
 __all__ = [
     "ChangeFeed",
@@ -48,19 +50,19 @@ class LogEntry(NamedTuple):
     payload: bytes
 
 
-def head_revision(conn: sqlite3.Connection) -> int:
+def head_revision(conn: Connection) -> int:
     """The last committed revision (0 for an empty log)."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
     return int(row[0]) if row is not None else 0
 
 
-def next_revision(conn: sqlite3.Connection) -> int:
+def next_revision(conn: Connection) -> int:
     """The revision the current write transaction will append (caller holds the write lock)."""
     return head_revision(conn) + 1
 
 
 def append_event(
-    conn: sqlite3.Connection,
+    conn: Connection,
     revision: int,
     resource_id: str,
     kind: str,
@@ -75,7 +77,7 @@ def append_event(
     )
 
 
-def read_events(conn: sqlite3.Connection, after: int, limit: int) -> list[LogEntry]:
+def read_events(conn: Connection, after: int, limit: int) -> list[LogEntry]:
     """Up to ``limit`` log rows with a revision above ``after``, oldest first."""
     rows = conn.execute(
         "SELECT revision, payload FROM events WHERE revision > ? ORDER BY revision LIMIT ?",
@@ -150,9 +152,13 @@ class ChangeFeed:
         self._closed = True
         self.notify()
 
-    async def wait(self, ticket: asyncio.Event, max_wait: float) -> None:
-        """Return when ``ticket`` is set or after ``max_wait`` seconds, whichever is first."""
+    async def wait(self, ticket: asyncio.Event, max_wait: float | None) -> None:
+        """Return when ``ticket`` is set or after ``max_wait`` seconds (None: no bound),
+        whichever is first."""
         if ticket.is_set():
+            return
+        if max_wait is None:
+            await ticket.wait()
             return
         try:
             async with asyncio.timeout(max_wait):

@@ -30,17 +30,18 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
 
 from services.runtime.errors import InvalidArgument
+from services.runtime.validation import MAX_REQUEST_ID_LENGTH
+
+if TYPE_CHECKING:
+    from services.runtime.storage._backend import Connection
 
 __all__ = ["MAX_REQUEST_ID_LENGTH", "RequestKey", "find_response", "save_response"]
-
-MAX_REQUEST_ID_LENGTH = 64
-"""The contracts bound every request_id to 64 characters."""
 
 REQUESTS_TABLE = (
     "CREATE TABLE requests ("
@@ -73,7 +74,7 @@ class RequestKey:
         return cls(method, request_id, digest)
 
 
-def find_response(conn: sqlite3.Connection, key: RequestKey | None) -> bytes | None:
+def find_response(conn: Connection, key: RequestKey | None) -> bytes | None:
     """The stored response for ``key``, None if there is none (or no key).
 
     Raises InvalidArgument if the request_id was used for a different request.
@@ -95,9 +96,7 @@ def find_response(conn: sqlite3.Connection, key: RequestKey | None) -> bytes | N
     return bytes(row[1])
 
 
-def save_response(
-    conn: sqlite3.Connection, key: RequestKey | None, response: bytes, now_ns: int
-) -> None:
+def save_response(conn: Connection, key: RequestKey | None, response: bytes, now_ns: int) -> None:
     """Store the response to ``key`` (no-op without a key); call inside the change's transaction."""
     if key is None:
         return

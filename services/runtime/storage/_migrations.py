@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Migration", "MigrationError", "migrate", "schema_version"]
+__all__ = ["Migration", "MigrationError", "check_order", "migrate", "schema_version"]
 
 _VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -44,6 +44,8 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    postgres: tuple[str, ...] = ()
+    """The same step in PostgreSQL's dialect, when ``statements`` are SQLite-only DDL."""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -60,7 +62,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     :class:`MigrationError` if the database is already at a version this code
     does not know (a newer binary wrote it): running old code on it would be unsafe.
     """
-    _check_order(migrations)
+    check_order(migrations)
     target = migrations[-1].version if migrations else 0
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -88,7 +90,7 @@ def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
     )
 
 
-def _check_order(migrations: Sequence[Migration]) -> None:
+def check_order(migrations: Sequence[Migration]) -> None:
     """Versions must be 1, 2, 3, ... with no gap: a gap is a lost migration."""
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -34,21 +33,21 @@ from typing import Any, ClassVar, TypeVar
 from google.protobuf.message import Message
 
 from services.runtime.errors import AlreadyExists, NotFound
-from services.runtime.storage._db import Database, Transaction
+from services.runtime.storage._backend import Backend, Connection, Transaction, open_database
 from services.runtime.storage._idempotency import RequestKey, find_response, save_response
 from services.runtime.storage._migrations import Migration
 from services.runtime.storage._watch import tail
 
 __all__ = [
     "INLINE_PAGE_LIMIT",
-    "SqliteStore",
+    "Store",
     "check_id_free",
     "commit_change",
     "fetch_row",
     "keyset_page",
 ]
 
-S = TypeVar("S", bound="SqliteStore")
+S = TypeVar("S", bound="Store")
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 
@@ -66,8 +65,9 @@ for everyone; beyond that the thread is.
 """
 
 
-class SqliteStore:
-    """A service's store on one SQLite file (``<data dir>/DATABASE_FILE``).
+class Store:
+    """A service's store on a :class:`Backend`: ``<data dir>/DATABASE_FILE`` (SQLite) or
+    a ``postgresql://`` database. The store's code is the same for both.
 
     Subclasses set :attr:`DATABASE_FILE` and :attr:`MIGRATIONS`, and add their methods.
     """
@@ -75,20 +75,23 @@ class SqliteStore:
     DATABASE_FILE: ClassVar[str] = ""
     MIGRATIONS: ClassVar[Sequence[Migration]] = ()
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self.db = db
 
     @classmethod
-    def open(cls: type[S], data_dir: Path) -> S:
-        """Open (creating and migrating as needed) ``<data_dir>/<DATABASE_FILE>``.
+    def open(cls: type[S], location: Path | str) -> S:
+        """Open (creating and migrating as needed) ``<data dir>/<DATABASE_FILE>``, or the
+        PostgreSQL database when ``location`` is a ``postgresql://`` URL.
 
-        Example: ``SqliteUserStore.open(Path("var"))`` opens ``var/user.db``.
+        Example: ``UserStore.open(Path("var"))`` opens ``var/user.db``.
         """
-        return cls(Database.open(data_dir / cls.DATABASE_FILE, cls.MIGRATIONS))
+        return cls(open_database(location, cls.DATABASE_FILE, cls.MIGRATIONS))
 
     async def stored_response(self, key: RequestKey | None) -> bytes | None:
         """The response already stored for ``key`` (a retry), read without a write transaction."""
-        return find_response(self.db.conn, key)
+        if key is None:
+            return None
+        return await self.db.read(lambda conn: find_response(conn, key))
 
     async def write_once(
         self, key: RequestKey | None, response_type: type[M], change: Callable[[Transaction], M]
@@ -116,11 +119,10 @@ class SqliteStore:
         limit: int,
         convert: Callable[[Any], T],
     ) -> tuple[list[T], bool]:
-        """:func:`keyset_page`, inline for small pages, on the reader thread for big ones."""
-        if limit <= INLINE_PAGE_LIMIT:
-            return keyset_page(self.db.conn, query, params, after_id, limit, convert)
-        return await self.db.read_in_thread(
-            lambda conn: keyset_page(conn, query, params, after_id, limit, convert)
+        """:func:`keyset_page`; pages above :data:`INLINE_PAGE_LIMIT` rows are big reads."""
+        return await self.db.read(
+            lambda conn: keyset_page(conn, query, params, after_id, limit, convert),
+            big=limit > INLINE_PAGE_LIMIT,
         )
 
     async def watch(self, start_revision: int, event_type: type[M]) -> AsyncIterator[M]:
@@ -154,7 +156,7 @@ def commit_change(
 
 
 def keyset_page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     query: str,
     params: tuple[Any, ...],
     after_id: str | None,
@@ -173,7 +175,7 @@ def keyset_page(
 
 
 def fetch_row(
-    conn: sqlite3.Connection, query: str, resource_id: str, *, resource_type: str, reason: str
+    conn: Connection, query: str, resource_id: str, *, resource_type: str, reason: str
 ) -> Any:
     """The row ``query`` finds for ``resource_id``, or NotFound (with ``reason``).
 
@@ -186,7 +188,7 @@ def fetch_row(
 
 
 def check_id_free(
-    conn: sqlite3.Connection, query: str, resource_id: str, *, resource_type: str, reason: str
+    conn: Connection, query: str, resource_id: str, *, resource_type: str, reason: str
 ) -> None:
     """AlreadyExists (with ``reason``) if ``query`` finds a row for this client-chosen id."""
     if conn.execute(query, (resource_id,)).fetchone() is not None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
 from services.runtime.errors import InvalidArgument, Unavailable
-from services.runtime.storage._db import Database
+from services.runtime.storage._backend import Backend, Connection
 from services.runtime.storage._events import LogEntry, read_events
 
 __all__ = ["POLL_INTERVAL_S", "tail", "watch_stream"]
@@ -33,18 +33,28 @@ _BATCH = 256
 
 
 async def tail(
-    db: Database, start_revision: int, poll_interval: float = POLL_INTERVAL_S
+    db: Backend, start_revision: int, poll_interval: float | None = None
 ) -> AsyncGenerator[LogEntry, None]:
-    """Yield every log entry with a revision above ``start_revision``, forever (until close)."""
+    """Yield every log entry with a revision above ``start_revision``, forever (until close).
+
+    Between wake-ups it looks at the log every ``poll_interval`` seconds
+    (default: the backend's; None: only when woken).
+    """
     last = start_revision
+    interval = db.poll_interval if poll_interval is None else poll_interval
+    await db.start_listening()
+
+    def batch(conn: Connection) -> list[LogEntry]:
+        return read_events(conn, last, _BATCH)
+
     while not db.changes.closed:
         ticket = db.changes.ticket()
-        entries = read_events(db.conn, last, _BATCH)
+        entries = await db.read(batch)
         for entry in entries:
             yield entry
             last = entry.revision
         if len(entries) < _BATCH:
-            await db.changes.wait(ticket, poll_interval)
+            await db.changes.wait(ticket, interval)
 
 
 async def watch_stream(

@@ -1,9 +1,10 @@
-"""Checks for the fields every standard method shares: ids, request ids, update masks.
+"""Request validation shared by every service: ids, request ids, update masks.
 
-They live next to the stores because the stores rely on them: ids and
-request ids are bounded before they become keys, and a mask names columns.
-Every check *records* a violation instead of raising, so a request with
-three bad fields gets three violations in one INVALID_ARGUMENT.
+A service's own field rules (``services/<name>/_validate.py``) build on
+:class:`Violations`. Every check *records* a violation instead of raising,
+so a request with three bad fields gets three violations in one
+INVALID_ARGUMENT. Ids and request ids are bounded here before the stores
+use them as keys.
 
 Example::
 
@@ -20,10 +21,10 @@ import re
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from services.runtime.errors import InvalidArgument
-from services.runtime.storage._idempotency import MAX_REQUEST_ID_LENGTH
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_REQUEST_ID_LENGTH",
     "Violations",
     "check_chosen_id",
     "check_id",
@@ -34,6 +35,9 @@ __all__ = [
 
 MAX_ID_LENGTH = 64
 """Server-assigned ids are 32 characters; anything above 64 is surely not one."""
+
+MAX_REQUEST_ID_LENGTH = 64
+"""The contracts bound every request_id to 64 characters."""
 
 
 _CHOSEN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

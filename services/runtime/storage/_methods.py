@@ -1,0 +1,108 @@
+"""Servicer helpers for the standard methods: the checks every Create/Update/Delete/List makes.
+
+A servicer validates its resource's own fields into a :class:`Violations`,
+then lets these helpers add the shared checks (request_id, chosen id,
+resource id, update mask), raise every violation as one INVALID_ARGUMENT,
+and build the idempotency key.
+
+Example::
+
+    violations = Violations()
+    check_email(violations, "user.email", request.user.email)
+    key = create_key(violations, "CreateUser", request, "user_id")
+    return await store.create_user(request.user, request.user_id, key)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from services.runtime.paging import PageTokens, page_size
+from services.runtime.storage._idempotency import RequestKey
+from services.runtime.storage._resource import Page
+from services.runtime.validation import (
+    Violations,
+    check_chosen_id,
+    check_id,
+    check_request_id,
+    check_update_mask,
+)
+
+__all__ = ["create_key", "delete_key", "list_page", "request_key", "update_paths"]
+
+R = TypeVar("R", bound=Message)
+
+
+def request_key(
+    violations: Violations, method: str, request: Any, *, required: bool = False
+) -> RequestKey | None:
+    """Check ``request.request_id``, raise every violation, and return the request's key.
+
+    Example: ``key = request_key(violations, "ReserveStock", request, required=True)``.
+    """
+    check_request_id(violations, "request_id", request.request_id, required=required)
+    violations.raise_if_any(f"invalid {method} request")
+    return RequestKey.of(method, request.request_id, request)
+
+
+def create_key(
+    violations: Violations, method: str, request: Any, id_field: str
+) -> RequestKey | None:
+    """:func:`request_key` for a Create, also checking the client-chosen id (AIP-133).
+
+    Example: ``create_key(violations, "CreateUser", request, "user_id")``.
+    """
+    check_request_id(violations, "request_id", request.request_id, required=False)
+    check_chosen_id(violations, id_field, getattr(request, id_field))
+    violations.raise_if_any(f"invalid {method} request")
+    return RequestKey.of(method, request.request_id, request)
+
+
+def delete_key(method: str, request: Any) -> RequestKey | None:
+    """Check a Delete request's ``id`` and ``request_id``; its key.
+
+    Example: ``delete_key("DeleteUser", request)``.
+    """
+    violations = Violations()
+    check_id(violations, "id", request.id)
+    return request_key(violations, method, request)
+
+
+def update_paths(
+    violations: Violations,
+    request: Any,
+    resource_field: str,
+    updatable: frozenset[str],
+    read_only: frozenset[str],
+) -> frozenset[str]:
+    """Check an Update request's resource id and ``update_mask``; the paths to change.
+
+    Example: ``update_paths(violations, request, "user", UPDATABLE, READ_ONLY)``.
+    """
+    check_id(violations, f"{resource_field}.id", getattr(request, resource_field).id)
+    return check_update_mask(violations, request.update_mask, updatable, read_only)
+
+
+async def list_page(
+    tokens: PageTokens,
+    request: Any,
+    query: tuple[str, ...],
+    fetch: Callable[[str | None, int], Awaitable[Page[R]]],
+) -> tuple[list[R], str]:
+    """One List page and its next page token ("" on the last page), per AIP-158.
+
+    ``query`` names the collection and every filter: a token is only good for it.
+    Example: ``users, token = await list_page(tokens, request, ("users",), store.list)``.
+    """
+    size = page_size(request.page_size)
+    after = tokens.verify(request.page_token, *query)
+    page = await fetch(after, size)
+    token = tokens.issue(_id(page.items[-1]), *query) if page.more else ""
+    return page.items, token
+
+
+def _id(resource: Message) -> str:
+    return str(resource.id)  # type: ignore[attr-defined]
