@@ -1,4 +1,5 @@
-"""Fixtures: a product store in a temp data dir and a fake seller directory, served in-process."""
+"""Fixtures: a product store on each backend (SQLite in a temp data dir, a fresh PostgreSQL
+database) and a fake seller directory, served in-process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from services.product import PAGE_TOKEN_SECRET, ProductStore, product_service
 from services.runtime import ServerConfig, SwitchboardError, create_server
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
+from tests.storage._postgres import PostgresServer, shared_postgres
 from tests.user._process import StartService, service_processes
 
 if TYPE_CHECKING:
@@ -44,9 +46,18 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture
-def store(data_dir: Path) -> Iterator[ProductStore]:
-    product_store = ProductStore.open(data_dir)
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_postgres()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[ProductStore]:
+    """The store on each backend: every test that uses it runs twice."""
+    location: Path | str = data_dir
+    if request.param == "postgres":
+        location = request.getfixturevalue("postgres").create_database()
+    product_store = ProductStore.open(location)
     yield product_store
     product_store.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from services.runtime.storage import RequestKey, connect, migrate, schema_versio
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 from tests.product.conftest import new_product
-from tests.storage._backends import log, rows, sqlite_conn
+from tests.storage._backends import REFUSED, execute, log, rows, sqlite_conn
 
 
 class _History:
@@ -120,8 +119,8 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
     ],
 )
 async def test_the_database_guards_its_invariants(store: ProductStore, statement: str) -> None:
-    await store.db.write(lambda tx: tx.conn.execute(
-        "INSERT INTO products VALUES ('p1', 'A', 'A', '', 'EUR', 1, 1, 's', 1, 1, 1)"
-    ))  # fmt: skip
-    with pytest.raises(sqlite3.IntegrityError):
-        sqlite_conn(store).execute(statement)
+    await execute(
+        store, "INSERT INTO products VALUES ('p1', 'A', 'A', '', 'EUR', 1, 1, 's', 1, 1, 1)"
+    )
+    with pytest.raises(REFUSED):
+        await execute(store, statement)

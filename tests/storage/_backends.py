@@ -12,9 +12,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from services.runtime.storage import Database, LogEntry, Store, read_events
 
-__all__ = ["count", "log", "rows", "sqlite_conn"]
+__all__ = ["REFUSED", "count", "execute", "log", "rows", "sqlite_conn"]
+
+REFUSED = (sqlite3.IntegrityError, psycopg.errors.IntegrityError, psycopg.errors.DataError)
+"""What either backend raises for a statement that breaks a table's constraint."""
 
 
 async def rows(store: Store, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -22,6 +27,11 @@ async def rows(store: Store, sql: str, params: Sequence[Any] = ()) -> list[tuple
     return await store.db.read(
         lambda conn: [tuple(r) for r in conn.execute(sql, params).fetchall()]
     )
+
+
+async def execute(store: Store, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run one statement in a write transaction of the store's backend."""
+    await store.db.write(lambda tx: tx.conn.execute(sql, params))
 
 
 async def count(store: Store, table: str) -> int:

@@ -1,4 +1,5 @@
-"""Fixtures: a user store in a temp data dir, served in-process on port 0 by the real factory."""
+"""Fixtures: a user store on each backend (SQLite in a temp data dir, a fresh PostgreSQL
+database), served in-process on port 0 by the real factory."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from services.runtime import ServerConfig, create_server
 from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
+from tests.storage._postgres import PostgresServer, shared_postgres
 from tests.user._process import StartService, service_processes
 
 if TYPE_CHECKING:
@@ -27,9 +29,18 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture
-def store(data_dir: Path) -> Iterator[UserStore]:
-    user_store = UserStore.open(data_dir)
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_postgres()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[UserStore]:
+    """The store on each backend: every test that uses it runs twice."""
+    location: Path | str = data_dir
+    if request.param == "postgres":
+        location = request.getfixturevalue("postgres").create_database()
+    user_store = UserStore.open(location)
     yield user_store
     user_store.close()
 

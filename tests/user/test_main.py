@@ -7,6 +7,7 @@ real process is exercised by ``test_process.py``.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,3 +89,28 @@ async def test_the_listening_hook_announces_the_port_and_ends_watches(
     await hook.stopping()
     assert store.db.changes.closed
     store.close()
+
+
+def test_a_database_url_that_is_not_postgresql_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert exit_code(user_main.main, ["--database-url", "mysql://db/x"]) == 2
+    assert "--database-url must start with postgresql://" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_is_one_line_without_the_password_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on (bound, not listening)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        url = f"postgresql://sb:s3cret@127.0.0.1:{port}/x"
+        assert exit_code(user_main.main, ["--listen", "127.0.0.1:0", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot use postgresql://127.0.0.1:{port}/x: ")
+    assert err.count("\n") == 1 and "s3cret" not in err
+
+
+def test_help_names_the_database_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_code(user_main.main, ["--help"]) == 0
+    assert "--database-url" in capsys.readouterr().out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 
 from services.runtime.errors import SwitchboardError
@@ -11,7 +10,7 @@ from services.runtime.storage import connect, migrate, schema_version
 from services.user import DATABASE_FILE, MIGRATIONS, UserStore, replay
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as pb
-from tests.storage._backends import log, sqlite_conn
+from tests.storage._backends import REFUSED, execute, log, sqlite_conn
 
 
 async def _random_history(store: UserStore, steps: int, seed: int) -> None:
@@ -86,15 +85,14 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
         store.close()
 
 
-def test_the_database_enforces_unique_emails_itself(store: UserStore) -> None:
+async def test_the_database_enforces_unique_emails_itself(store: UserStore) -> None:
     insert = (
         "INSERT INTO users (id, email, email_key, display_name, create_time_ns, update_time_ns,"
         " revision) VALUES (?, ?, ?, 'N', 1, 1, 1)"
     )
-    conn = sqlite_conn(store)
-    conn.execute(insert, ("u1", "a@x.io", "a@x.io"))
+    await execute(store, insert, ("u1", "a@x.io", "a@x.io"))
     try:
-        conn.execute(insert, ("u2", "A@x.io", "a@x.io"))
-    except sqlite3.IntegrityError:
+        await execute(store, insert, ("u2", "A@x.io", "a@x.io"))
+    except REFUSED:
         return
     raise AssertionError("a second user with the same email key was stored")

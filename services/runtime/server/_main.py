@@ -1,9 +1,10 @@
 """The ``main`` of a service binary that keeps its state in one store under a data dir.
 
 Every such binary has the same shape: server flags + registry flags +
-``--data-dir``; parse them (a bad flag or ``SWITCHBOARD_*`` value is a usage
-error, exit 2); open the store, migrating it (an unusable data dir prints
-``error: cannot open DIR: ...`` and exits 2); register with the registry when
+``--data-dir`` or ``--database-url`` (PostgreSQL); parse them (a bad flag
+or ``SWITCHBOARD_*`` value is a usage error, exit 2); open the store,
+migrating it (an unusable data dir prints ``error: cannot open DIR: ...``
+and exits 2); register with the registry when
 one is configured; serve until SIGTERM and exit 0 (see :func:`run_main`).
 :func:`run_service` is that shape; the service brings its store and its
 ``serve`` coroutine.
@@ -38,7 +39,13 @@ from services.runtime.client._client import ClientConfig
 from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
 from services.runtime.config import ConfigError, ServerConfig, add_server_arguments
 from services.runtime.server._lifecycle import Lifecycle, run_main
-from services.runtime.storage import DATA_DIR_ENV, MigrationError, resolve_data_dir
+from services.runtime.storage import (
+    DATA_DIR_ENV,
+    DATABASE_URL_ENV,
+    MigrationError,
+    resolve_data_dir,
+    resolve_database_url,
+)
 
 __all__ = ["ListeningHook", "ServiceSetup", "run_service", "service_parser"]
 
@@ -106,6 +113,11 @@ def service_parser(name: str, default_port: int, database_file: str) -> argparse
         default=None,
         help=f"directory of {database_file} (env {DATA_DIR_ENV}; default ./var)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help=f"postgresql://... to keep the data in PostgreSQL instead (env {DATABASE_URL_ENV})",
+    )
     return parser
 
 
@@ -114,19 +126,20 @@ def run_service(
     name: str,
     default_port: int,
     database_file: str,
-    open_store: Callable[[Path], S],
+    open_store: Callable[[Path | str], S],
     serve: Callable[[S, ServiceSetup], Awaitable[object]],
     argv: Sequence[str] | None = None,
 ) -> NoReturn:
     """Parse flags, open the store (migrating it), serve until SIGTERM, exit 0.
 
-    ``open_store(data_dir)`` runs before the event loop starts; ``serve(store,
-    setup)`` runs on it and owns the store from then on (it closes it).
+    ``open_store(location)`` (the ``--database-url``, else the data dir) runs
+    before the event loop starts; ``serve(store, setup)`` runs on it and owns
+    the store from then on (it closes it).
     """
     parser = service_parser(name, default_port, database_file)
     ns = parser.parse_args(argv)
     server, registry = _configs(parser, ns)
-    store = _open(open_store, resolve_data_dir(ns.data_dir))
+    store = _open(open_store, _location(parser, ns))
     hooks: tuple[Lifecycle, ...] = ()
     if registry.enabled:
         hooks = (RegistrationAgent.for_server(name, server, registry),)
@@ -144,12 +157,24 @@ def _configs(
         parser.error(str(err))
 
 
-def _open(open_store: Callable[[Path], S], data_dir: Path) -> S:
-    """``open_store(data_dir)``; a data dir that cannot be used is one line on stderr, exit 2."""
+def _location(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> Path | str:
+    """The PostgreSQL URL if one is set, else the data dir; a bad URL is a usage error."""
     try:
-        return open_store(data_dir)
+        url = resolve_database_url(ns.database_url)
+    except ValueError as err:
+        parser.error(str(err))
+    return url or resolve_data_dir(ns.data_dir)
+
+
+def _open(open_store: Callable[[Path | str], S], location: Path | str) -> S:
+    """``open_store(location)``; a store that cannot be opened is one line on stderr, exit 2."""
+    try:
+        return open_store(location)
+    except ConnectionError as err:  # PostgreSQL: the message names the server, not the password
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(_EXIT_USAGE)
     except (MigrationError, sqlite3.Error, OSError) as err:
-        print(f"error: cannot open {data_dir}: {err}", file=sys.stderr)
+        print(f"error: cannot open {location}: {err}", file=sys.stderr)
         sys.exit(_EXIT_USAGE)
 
 

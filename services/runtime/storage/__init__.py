@@ -37,12 +37,14 @@ Example::
 from __future__ import annotations
 
 from services.runtime.storage._backend import (
+    DATABASE_URL_ENV,
     Backend,
     Connection,
     Cursor,
     Transaction,
     is_postgres_url,
     open_database,
+    resolve_database_url,
 )
 from services.runtime.storage._db import (
     BUSY_TIMEOUT_MS,
@@ -103,6 +105,7 @@ from services.runtime.storage._watch import POLL_INTERVAL_S, tail, watch_stream
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "CORE_TABLES",
+    "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
     "DEFAULT_DATA_DIR",
     "EVENTS_TABLE",
@@ -147,6 +150,7 @@ __all__ = [
     "read_events",
     "request_key",
     "resolve_data_dir",
+    "resolve_database_url",
     "save_response",
     "schema_version",
     "tail",

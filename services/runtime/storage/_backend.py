@@ -28,8 +28,9 @@ Example::
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -37,13 +38,17 @@ from services.runtime.storage._events import ChangeFeed, append_event
 from services.runtime.storage._migrations import Migration
 
 __all__ = [
+    "DATABASE_URL_ENV",
     "Backend",
     "Connection",
     "Cursor",
     "Transaction",
     "is_postgres_url",
     "open_database",
+    "resolve_database_url",
 ]
+
+DATABASE_URL_ENV = "SWITCHBOARD_DATABASE_URL"
 
 T = TypeVar("T")
 
@@ -142,6 +147,19 @@ def is_postgres_url(location: Path | str) -> bool:
     return isinstance(location, str) and location.startswith(_POSTGRES_SCHEMES)
 
 
+def resolve_database_url(flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The PostgreSQL URL: the flag, else ``$SWITCHBOARD_DATABASE_URL``; None means SQLite.
+
+    Raises ValueError for a URL that is not ``postgresql://`` (the only server backend).
+    Example: ``resolve_database_url(None, {}) is None``.
+    """
+    env = os.environ if environ is None else environ
+    url = flag or env.get(DATABASE_URL_ENV) or None
+    if url is not None and not is_postgres_url(url):
+        raise ValueError(f"--database-url must start with postgresql://, got {url.split(':')[0]!r}")
+    return url
+
+
 def open_database(
     location: Path | str, database_file: str, migrations: Sequence[Migration]
 ) -> Backend:
@@ -153,7 +171,8 @@ def open_database(
     if is_postgres_url(location):
         from services.runtime.storage._postgres import PostgresDatabase  # needs psycopg
 
-        return PostgresDatabase.open(str(location), migrations)
+        schema = "switchboard_" + database_file.removesuffix(".db")
+        return PostgresDatabase.open(str(location), migrations, schema=schema)
     from services.runtime.storage._db import Database
 
     return Database.open(Path(location) / database_file, migrations)

@@ -6,6 +6,10 @@ are synchronous (they are shared with SQLite), so they run on a small
 thread pool, each thread with a pooled connection; ``?`` placeholders are
 rewritten to ``%s`` once per statement.
 
+Each service keeps its tables in its own schema (``switchboard_user``,
+``switchboard_product``): one database (one URL) can hold every service,
+as one data dir holds every SQLite file.
+
 Semantics, and how they are kept:
 
 - **One transaction per change, gap-free revisions that commit in
@@ -17,7 +21,7 @@ Semantics, and how they are kept:
   appear. A plain sequence would not give this (two transactions could
   commit out of order).
 - **Watch wakes on LISTEN/NOTIFY.** A committing transaction sends
-  ``NOTIFY switchboard_events`` (delivered at commit); each instance keeps
+  ``NOTIFY <schema>_events`` (delivered at commit); each instance keeps
   one listening connection that wakes its watchers. No polling: after the
   listener reconnects (the server restarted) it wakes every watcher once,
   since notifications of the outage are lost; watchers then read the log.
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +56,7 @@ from services.runtime.storage._backend import Connection, Cursor, Transaction
 from services.runtime.storage._events import ChangeFeed
 from services.runtime.storage._migrations import Migration, MigrationError, check_order
 
-__all__ = ["CHANNEL", "POOL_SIZE", "PostgresDatabase", "migrate_postgres"]
+__all__ = ["POOL_SIZE", "PostgresDatabase", "migrate_postgres"]
 
 T = TypeVar("T")
 
@@ -60,8 +65,10 @@ log = logging.getLogger("switchboard.storage.postgres")
 POOL_SIZE = 8
 """Connections (and threads) per process: enough to overlap round trips on 2 cores."""
 
-CHANNEL = "switchboard_events"
 _CONNECT_TIMEOUT_S = 10.0
+_CHECKOUT_TIMEOUT_S = 2.0
+"""How long a call waits for a pooled connection: while the server is down, the pool
+cannot replace broken ones, and the call should fail UNAVAILABLE before its deadline."""
 _RECONNECT_DELAY_S = 0.5
 _MIGRATION_LOCK = 0x5B_0001  # any constant: the advisory lock all instances agree on
 
@@ -71,6 +78,7 @@ _VERSION_TABLE = (
 )
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
 
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _statements: dict[str, str] = {}
 
 
@@ -98,8 +106,10 @@ class PostgresDatabase:
     The PostgreSQL :class:`services.runtime.storage.Backend`.
     """
 
-    def __init__(self, url: str, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+    def __init__(self, url: str, pool: psycopg_pool.ConnectionPool[Any], schema: str) -> None:
         self.url = url
+        self.schema = schema
+        self._channel = f"{schema}_events"
         self.changes = ChangeFeed()
         self._pool = pool
         self._executor = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="pg")
@@ -107,30 +117,33 @@ class PostgresDatabase:
         self.poll_interval: float | None = None  # woken by LISTEN/NOTIFY only
 
     @classmethod
-    def open(cls, url: str, migrations: Sequence[Migration]) -> PostgresDatabase:
-        """Connect (ConnectionError if the server cannot be reached), migrate, and open.
+    def open(cls, url: str, migrations: Sequence[Migration], *, schema: str) -> PostgresDatabase:
+        """Connect (ConnectionError if the server cannot be reached), migrate ``schema``
+        (created if missing), and open.
 
-        Example: ``PostgresDatabase.open("postgresql://127.0.0.1:5432/user", MIGRATIONS)``.
+        Example: ``PostgresDatabase.open("postgresql://127.0.0.1/sb", MIGRATIONS, schema="s")``.
         """
+        if not _SCHEMA.fullmatch(schema):
+            raise ValueError(f"schema name {schema!r}: use lower-case letters, digits and _")
         pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
             open=False,
             name="switchboard",
         )
         try:
             pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
             with pool.connection() as conn:
-                migrate_postgres(conn, migrations)
+                migrate_postgres(conn, migrations, schema)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as err:
             pool.close()
             raise ConnectionError(f"cannot use {_redacted(url)}: {_first_line(err)}") from None
         except BaseException:
             pool.close()
             raise
-        return cls(url, pool)
+        return cls(url, pool, schema)
 
     async def read(self, fn: Callable[[Connection], T], *, big: bool = False) -> T:
         """``fn(conn)`` on a pooled connection (autocommit: each statement sees the latest
@@ -148,7 +161,7 @@ class PostgresDatabase:
 
         def run() -> T:
             with self._connection() as conn, conn.transaction():
-                return _write(_Conn(conn), fn)
+                return _write(_Conn(conn), fn, self._channel)
 
         return await self._run(run)
 
@@ -186,7 +199,7 @@ class PostgresDatabase:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection(timeout=_CONNECT_TIMEOUT_S) as conn:
+        with self._pool.connection(timeout=_CHECKOUT_TIMEOUT_S) as conn:
             yield conn
 
     async def _listen(self) -> None:
@@ -196,7 +209,7 @@ class PostgresDatabase:
                 async with await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, connect_timeout=int(_CONNECT_TIMEOUT_S)
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {self._channel}")
                     self.changes.notify()  # (re)connected: what was missed is in the log
                     async for _ in conn.notifies():
                         self.changes.notify()
@@ -206,7 +219,7 @@ class PostgresDatabase:
             await asyncio.sleep(_RECONNECT_DELAY_S)
 
 
-def _write(conn: _Conn, fn: Callable[[Transaction], T]) -> T:
+def _write(conn: _Conn, fn: Callable[[Transaction], T], channel: str) -> T:
     """Lock the revision counter, run ``fn``, bump the counter and notify if it appended."""
     row = conn.execute("SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE").fetchone()
     head = int(row[0])
@@ -214,12 +227,15 @@ def _write(conn: _Conn, fn: Callable[[Transaction], T]) -> T:
     result = fn(tx)
     if tx.appended:
         conn.execute("UPDATE revision_counter SET revision = ? WHERE id = 1", (tx.revision,))
-        conn.execute(f"NOTIFY {CHANNEL}")
+        conn.execute(f"NOTIFY {channel}")
     return result
 
 
-def migrate_postgres(conn: psycopg.Connection[Any], migrations: Sequence[Migration]) -> int:
-    """Bring the database to the last migration's version, once, whoever runs concurrently.
+def migrate_postgres(
+    conn: psycopg.Connection[Any], migrations: Sequence[Migration], schema: str
+) -> int:
+    """Bring ``schema`` (the connection's search_path; created if missing) to the last
+    migration's version, once, whoever runs concurrently.
 
     Runs each migration's :attr:`Migration.postgres` statements (or its
     portable :attr:`Migration.statements`) in one transaction under an
@@ -230,6 +246,7 @@ def migrate_postgres(conn: psycopg.Connection[Any], migrations: Sequence[Migrati
     target = migrations[-1].version if migrations else 0
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         conn.execute(_VERSION_TABLE)
         row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
         current = int(row[0]) if row is not None else 0
