@@ -8,7 +8,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeAlias
 
 from google.rpc import error_details_pb2  # type: ignore[import-untyped, unused-ignore]
 
@@ -17,22 +16,10 @@ from services.product._store import ProductStore
 from services.product._validate import ALL_PATHS, READ_ONLY_PATHS, check_product
 from services.runtime.errors import FailedPrecondition
 from services.runtime.paging import PageTokens
-from services.runtime.storage import (
-    create_key,
-    delete_key,
-    list_page,
-    request_key,
-    update_paths,
-    watch_stream,
-)
+from services.runtime.storage import Context, list_page, request_key, update_paths
 from services.runtime.validation import Violations, check_id, require_id
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
-
-if TYPE_CHECKING:
-    import grpc.aio
-
-    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 __all__ = ["SERVICE_NAME", "ProductServicer"]
 
@@ -52,7 +39,7 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
     ) -> pb.CreateProductResponse:
         violations = Violations()
         check_product(violations, request.product, ALL_PATHS)
-        key = create_key(violations, "CreateProduct", request, "product_id")
+        key = request_key(violations, "CreateProduct", request, chosen_id="product_id")
         stored = await self._store.stored_response(key)
         if stored is not None:  # a retry: the first answer, even if the user service is down
             return pb.CreateProductResponse.FromString(stored)
@@ -101,7 +88,9 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
     async def DeleteProduct(
         self, request: pb.DeleteProductRequest, context: Context
     ) -> pb.DeleteProductResponse:
-        key = delete_key("DeleteProduct", request)
+        violations = Violations()
+        check_id(violations, "id", request.id)
+        key = request_key(violations, "DeleteProduct", request)
         return await self._store.delete_product(request.id, request.etag, key)
 
     async def ReserveStock(
@@ -126,7 +115,7 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
         self, request: pb.WatchProductsRequest, context: Context
     ) -> AsyncIterator[pb.WatchProductsResponse]:
         # Ends with UNAVAILABLE when the server stops: the log itself has no end.
-        async for event in watch_stream(request.start_revision, self._store.watch_events):
+        async for event in self._store.watch_stream(request.start_revision):
             yield pb.WatchProductsResponse(event=event)
 
     async def _check_seller(self, seller_id: str) -> None:

@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import grpc
+
 __all__ = [
     "BadValue",
+    "ClientTlsConfig",
     "ConfigError",
     "LOG_LEVELS",
     "Option",
     "ServerConfig",
+    "add_client_tls_arguments",
     "add_options",
     "add_server_arguments",
     "parse_address",
@@ -247,6 +251,68 @@ _OPTIONS: tuple[Option, ...] = (
     Option("auth_secret_file", Path, "HS256 secret for bearer tokens (overrides the policy's)"),
     Option("auth_jwks_file", Path, "JWKS of RS256/ES256 token keys (overrides the policy's)"),
 )
+
+
+@dataclass(frozen=True)
+class ClientTlsConfig:
+    """The TLS credentials a service presents on EVERY call it makes to other services
+    (the registry has its own, ``--registry-*``). No CA set: plaintext.
+
+    Example::
+
+        ClientTlsConfig(ca=Path("ca.pem"), cert=Path("me.pem"), key=Path("me.key")).credentials()
+    """
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("--client-cert and --client-key go together")
+        if self.cert is not None and self.ca is None:
+            raise ConfigError("--client-cert needs --client-ca (the CA of the services called)")
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """Channel credentials (mTLS when a certificate is set), or None for plaintext."""
+        if self.ca is None:
+            return None
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+    def channel_options(self) -> tuple[tuple[str, Any], ...]:
+        """The TLS name to expect from the services called, when it is not their host."""
+        return (("grpc.ssl_target_name_override", self.server_name),) if self.server_name else ()
+
+    @classmethod
+    def from_args(
+        cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
+    ) -> ClientTlsConfig:
+        """From the ``--client-*`` flags, then ``SWITCHBOARD_CLIENT_*`` variables."""
+        return cls(**read_options(ns, _CLIENT_TLS_OPTIONS, environ))
+
+
+def _client_option(field: str, parse: Callable[[str], Any], help: str) -> Option:
+    """``--client-<field>`` / ``SWITCHBOARD_CLIENT_<FIELD>``."""
+    name = field.replace("_", "-")
+    return Option(field, parse, help, f"--client-{name}", f"{ENV_PREFIX}CLIENT_{field.upper()}")
+
+
+_CLIENT_TLS_OPTIONS: tuple[Option, ...] = (
+    _client_option("ca", Path, "PEM CA bundle the called services' certificates chain to"),
+    _client_option("cert", Path, "PEM client certificate presented to them (mTLS)"),
+    _client_option("key", Path, "PEM private key of --client-cert"),
+    _client_option("server_name", str, "TLS name to expect from them"),
+)
+
+
+def add_client_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--client-*`` TLS flags of a service that calls other services."""
+    add_options(parser, "outgoing calls (TLS)", _CLIENT_TLS_OPTIONS)
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, default_port: int) -> None:

@@ -9,27 +9,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeAlias
 
 from services.runtime.paging import PageTokens
-from services.runtime.storage import (
-    create_key,
-    delete_key,
-    list_page,
-    request_key,
-    update_paths,
-    watch_stream,
-)
-from services.runtime.validation import Violations, require_id
+from services.runtime.storage import Context, list_page, request_key, update_paths
+from services.runtime.validation import Violations, check_id, require_id
 from services.user._store import UserStore
 from services.user._validate import READ_ONLY_PATHS, UPDATABLE_PATHS, check_user
 from switchboard.user.v1 import user_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2_grpc
-
-if TYPE_CHECKING:
-    import grpc.aio
-
-    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 __all__ = ["SERVICE_NAME", "UserServicer"]
 
@@ -48,7 +35,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     ) -> pb.CreateUserResponse:
         violations = Violations()
         check_user(violations, request.user, UPDATABLE_PATHS)
-        key = create_key(violations, "CreateUser", request, "user_id")
+        key = request_key(violations, "CreateUser", request, chosen_id="user_id")
         return await self._store.create(request.user, request.user_id, key, pb.CreateUserResponse)
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.GetUserResponse:
@@ -73,12 +60,14 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: Context
     ) -> pb.DeleteUserResponse:
-        key = delete_key("DeleteUser", request)
+        violations = Violations()
+        check_id(violations, "id", request.id)
+        key = request_key(violations, "DeleteUser", request)
         return await self._store.delete(request.id, request.etag, key, pb.DeleteUserResponse)
 
     async def WatchUsers(
         self, request: pb.WatchUsersRequest, context: Context
     ) -> AsyncIterator[pb.WatchUsersResponse]:
         # Ends with UNAVAILABLE when the server stops: the log itself has no end.
-        async for event in watch_stream(request.start_revision, self._store.watch_events):
+        async for event in self._store.watch_stream(request.start_revision):
             yield pb.WatchUsersResponse(event=event)

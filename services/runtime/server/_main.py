@@ -37,7 +37,13 @@ from typing import NoReturn, TypeVar
 from services.runtime.agent import RegistrationAgent
 from services.runtime.client._client import ClientConfig
 from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
-from services.runtime.config import ConfigError, ServerConfig, add_server_arguments
+from services.runtime.config import (
+    ClientTlsConfig,
+    ConfigError,
+    ServerConfig,
+    add_client_tls_arguments,
+    add_server_arguments,
+)
 from services.runtime.server._lifecycle import Lifecycle, run_main
 from services.runtime.storage import (
     DATA_DIR_ENV,
@@ -65,11 +71,18 @@ class ServiceSetup:
     server: ServerConfig
     registry: RegistryConfig
     hooks: tuple[Lifecycle, ...] = ()
+    client_tls: ClientTlsConfig = ClientTlsConfig()
 
     def client_config(self, environ: Mapping[str, str] | None = None) -> ClientConfig:
         """The client runtime's config (``SWITCHBOARD_*`` variables) with this process's
-        registry flags, for a service that calls other services."""
-        return dataclasses.replace(ClientConfig.from_env(environ), registry=self.registry)
+        registry flags and ``--client-*`` TLS, for a service that calls other services."""
+        config = ClientConfig.from_env(environ)
+        return dataclasses.replace(
+            config,
+            registry=self.registry,
+            credentials=self.client_tls.credentials(),
+            channel_options=config.channel_options + self.client_tls.channel_options(),
+        )
 
 
 class ListeningHook:
@@ -108,6 +121,7 @@ def service_parser(name: str, default_port: int, database_file: str) -> argparse
     )
     add_server_arguments(parser, default_port=default_port)
     add_registry_arguments(parser)
+    add_client_tls_arguments(parser)
     parser.add_argument(
         "--data-dir",
         default=None,
@@ -138,21 +152,26 @@ def run_service(
     """
     parser = service_parser(name, default_port, database_file)
     ns = parser.parse_args(argv)
-    server, registry = _configs(parser, ns)
+    server, registry, client_tls = _configs(parser, ns)
     store = _open(open_store, _location(parser, ns))
     hooks: tuple[Lifecycle, ...] = ()
     if registry.enabled:
         hooks = (RegistrationAgent.for_server(name, server, registry),)
-    setup = ServiceSetup(server, registry, hooks)
+    setup = ServiceSetup(server, registry, hooks, client_tls)
     run_main(lambda: serve(store, setup), log_level=server.log_level)
 
 
 def _configs(
     parser: argparse.ArgumentParser, ns: argparse.Namespace
-) -> tuple[ServerConfig, RegistryConfig]:
-    """The server and registry configs of ``ns``; a bad value is a usage error (exit 2)."""
+) -> tuple[ServerConfig, RegistryConfig, ClientTlsConfig]:
+    """The server, registry and client TLS configs of ``ns``; a bad value is a usage
+    error (exit 2)."""
     try:
-        return ServerConfig.from_args(ns), RegistryConfig.from_args(ns)
+        return (
+            ServerConfig.from_args(ns),
+            RegistryConfig.from_args(ns),
+            ClientTlsConfig.from_args(ns),
+        )
     except (ConfigError, ValueError) as err:
         parser.error(str(err))
 

@@ -5,8 +5,8 @@ What a service store builds on:
 - :class:`ResourceStore` and :class:`ResourceTable` — the standard methods
   (write-once create, get, keyset list, FieldMask+etag update, delete,
   watch) of one resource, written once; a service declares its table and
-  keeps only its own rules. Servicer helpers: :func:`create_key`,
-  :func:`request_key`, :func:`delete_key`, :func:`update_paths`, :func:`list_page`.
+  keeps only its own rules. Servicer helpers: :func:`request_key`,
+  :func:`update_paths`, :func:`list_page`.
 - :class:`Backend` — what a store needs from a database; :func:`open_database`
   picks SQLite (a data dir) or PostgreSQL (a ``postgresql://`` URL).
 
@@ -71,8 +71,7 @@ from services.runtime.storage._idempotency import (
     save_response,
 )
 from services.runtime.storage._methods import (
-    create_key,
-    delete_key,
+    Context,
     list_page,
     request_key,
     update_paths,
@@ -116,6 +115,7 @@ __all__ = [
     "SECRETS_TABLE",
     "Backend",
     "ChangeFeed",
+    "Context",
     "Connection",
     "Cursor",
     "Database",
@@ -133,8 +133,6 @@ __all__ = [
     "check_id_free",
     "commit_change",
     "connect",
-    "create_key",
-    "delete_key",
     "fetch_row",
     "find_response",
     "head_revision",

@@ -9,14 +9,14 @@ Example::
 
     violations = Violations()
     check_email(violations, "user.email", request.user.email)
-    key = create_key(violations, "CreateUser", request, "user_id")
-    return await store.create_user(request.user, request.user_id, key)
+    key = request_key(violations, "CreateUser", request, chosen_id="user_id")
+    return await store.create(request.user, request.user_id, key, CreateUserResponse)
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from google.protobuf.message import Message
 
@@ -31,44 +31,35 @@ from services.runtime.validation import (
     check_update_mask,
 )
 
-__all__ = ["create_key", "delete_key", "list_page", "request_key", "update_paths"]
+if TYPE_CHECKING:
+    import grpc.aio
+
+__all__ = ["Context", "list_page", "request_key", "update_paths"]
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+"""The context argument of a grpc.aio servicer method."""
 
 R = TypeVar("R", bound=Message)
 
 
 def request_key(
-    violations: Violations, method: str, request: Any, *, required: bool = False
+    violations: Violations,
+    method: str,
+    request: Any,
+    *,
+    required: bool = False,
+    chosen_id: str = "",
 ) -> RequestKey | None:
-    """Check ``request.request_id``, raise every violation, and return the request's key.
+    """Check ``request.request_id`` (and, for a Create, the client-chosen id field
+    ``chosen_id``, AIP-133), raise every violation, and return the request's key.
 
-    Example: ``key = request_key(violations, "ReserveStock", request, required=True)``.
+    Example: ``key = request_key(violations, "CreateUser", request, chosen_id="user_id")``.
     """
     check_request_id(violations, "request_id", request.request_id, required=required)
+    if chosen_id:
+        check_chosen_id(violations, chosen_id, getattr(request, chosen_id))
     violations.raise_if_any(f"invalid {method} request")
     return RequestKey.of(method, request.request_id, request)
-
-
-def create_key(
-    violations: Violations, method: str, request: Any, id_field: str
-) -> RequestKey | None:
-    """:func:`request_key` for a Create, also checking the client-chosen id (AIP-133).
-
-    Example: ``create_key(violations, "CreateUser", request, "user_id")``.
-    """
-    check_request_id(violations, "request_id", request.request_id, required=False)
-    check_chosen_id(violations, id_field, getattr(request, id_field))
-    violations.raise_if_any(f"invalid {method} request")
-    return RequestKey.of(method, request.request_id, request)
-
-
-def delete_key(method: str, request: Any) -> RequestKey | None:
-    """Check a Delete request's ``id`` and ``request_id``; its key.
-
-    Example: ``delete_key("DeleteUser", request)``.
-    """
-    violations = Violations()
-    check_id(violations, "id", request.id)
-    return request_key(violations, method, request)
 
 
 def update_paths(

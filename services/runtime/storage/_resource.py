@@ -48,6 +48,7 @@ from services.runtime.storage._backend import Connection, Transaction
 from services.runtime.storage._idempotency import RequestKey
 from services.runtime.storage._store import Store, check_id_free, commit_change, fetch_row
 from services.runtime.storage._values import check_etag, make_etag, new_id, timestamp
+from services.runtime.storage._watch import watch_stream
 
 __all__ = ["Page", "ResourceStore", "ResourceTable", "Unique", "merge_paths"]
 
@@ -298,6 +299,11 @@ class ResourceStore(Store, Generic[R]):
     def watch_events(self, start_revision: int) -> AsyncIterator[Any]:
         """The resource's events after ``start_revision``, then each new one."""
         return self.watch(start_revision, self.TABLE.event)
+
+    def watch_stream(self, start_revision: int) -> AsyncIterator[Any]:
+        """What a Watch RPC streams (:func:`watch_stream`): INVALID_ARGUMENT for a
+        negative revision, the events, then UNAVAILABLE when the server stops."""
+        return watch_stream(start_revision, self.watch_events)
 
 
 def merge_paths(current: R, update: R, paths: frozenset[str]) -> R:
