@@ -2,6 +2,7 @@
 #
 #   make bench         every case, 5 repetitions of 2 s each (under 10 minutes)
 #   make bench-quick   the same cases, 3 repetitions of 0.5 s (under 2 minutes)
+#   make bench-storage SQLite vs PostgreSQL (1 and 2 instances) vs the raw echo (bench/storage.py)
 #
 # Both print the markdown table and write bench/results/latest.{json,md} (gitignored), with
 # each process's log in bench/results/logs/. Load comes from ghz (pinned in mk/tools.mk) and
@@ -9,7 +10,7 @@
 
 BENCH_TOOLS := tools-ghz tools-etcd
 
-.PHONY: bench bench-quick bench-auth
+.PHONY: bench bench-quick bench-auth bench-storage
 bench: $(STAMP) $(BENCH_TOOLS) ## Benchmarks: calls through discovery, the registry vs etcd, raw grpcio baselines
 	$(PY) -m bench
 
@@ -18,3 +19,6 @@ bench-quick: $(STAMP) $(BENCH_TOOLS) ## The same benchmark cases, fewer and shor
 
 bench-auth: $(STAMP) ## Server CPU per call of authorization (HS256/RS256/ES256, cache warm), alone
 	$(PY) -m bench.auth_cost
+
+bench-storage: $(STAMP) tools-postgres ## SQLite vs PostgreSQL (1 and 2 instances) vs the raw echo, one run
+	$(PY) -m bench.storage

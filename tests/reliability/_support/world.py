@@ -195,8 +195,8 @@ class World:
     async def state(self) -> tuple[Any, ...]:
         """Every row of both databases and every registry entry, with the revisions."""
         return (
-            _dump(self.user_store.db.path),
-            _dump(self.product_store.db.path),
+            _dump(self.data / "user" / SqliteUserStore.DATABASE_FILE),
+            _dump(self.data / "product" / SqliteProductStore.DATABASE_FILE),
             await self._registry_state(),
         )
 
