@@ -168,7 +168,7 @@ async def _run(ns: argparse.Namespace, server: PostgresServer) -> list[tuple[str
             conn.execute(statement)
     runs = (("asyncpg", _asyncpg), ("psycopg async", _psycopg_async),
             ("psycopg sync on threads (shipped)", _psycopg_threads))  # fmt: skip
-    return [(name, *await run(url, ns, f"{name[:2]}-")) for name, run in runs]
+    return [(name, *await run(url, ns, f"d{i}-")) for i, (name, run) in enumerate(runs)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

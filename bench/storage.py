@@ -39,6 +39,7 @@ __all__ = ["main"]
 
 Call = Callable[[int], Awaitable[object]]
 _PY = sys.executable
+_SERIAL = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Result:
 
 async def _closed_loop(call: Call, seconds: float, concurrency: int) -> tuple[float, list[float]]:
     """Run ``call(n)`` from ``concurrency`` loops for ``seconds``; (calls/s, latencies)."""
-    counter = itertools.count()
+    counter = _SERIAL  # one numbering for the whole run: every create and reserve is new
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
 

@@ -14,14 +14,15 @@ Semantics, and how they are kept:
 
 - **One transaction per change, gap-free revisions that commit in
   revision order.** Every write transaction first locks the one row of
-  ``revision_counter`` (``SELECT ... FOR UPDATE``); it bumps it when it takes
-  a revision. Writers of all instances therefore run one at a time (like
-  SQLite's write lock): checks made inside a transaction still hold at
+  ``revision_counter`` (``SELECT ... FOR UPDATE``); appending its event
+  bumps it (a trigger on ``events``). Writers of all instances therefore run
+  one at a time (like SQLite's write lock): checks made inside a transaction still hold at
   commit, and a watcher that read revision N+1 can never later see N
   appear. A plain sequence would not give this (two transactions could
   commit out of order).
-- **Watch wakes on LISTEN/NOTIFY.** A committing transaction sends
-  ``NOTIFY <schema>_events`` (delivered at commit); each instance keeps
+- **Watch wakes on LISTEN/NOTIFY.** Appending to the log fires a trigger
+  that moves the counter and sends ``NOTIFY <schema>_events`` (delivered at
+  commit); each instance keeps
   one listening connection that wakes its watchers. No polling: after the
   listener reconnects (the server restarted) it wakes every watcher once,
   since notifications of the outage are lost; watchers then read the log.
@@ -161,7 +162,7 @@ class PostgresDatabase:
 
         def run() -> T:
             with self._connection() as conn, conn.transaction():
-                return _write(_Conn(conn), fn, self._channel)
+                return _write(_Conn(conn), fn)
 
         return await self._run(run)
 
@@ -219,16 +220,12 @@ class PostgresDatabase:
             await asyncio.sleep(_RECONNECT_DELAY_S)
 
 
-def _write(conn: _Conn, fn: Callable[[Transaction], T], channel: str) -> T:
-    """Lock the revision counter, run ``fn``, bump the counter and notify if it appended."""
+def _write(conn: _Conn, fn: Callable[[Transaction], T]) -> T:
+    """Lock the revision counter, then run ``fn``; the ``events`` trigger bumps the
+    counter and notifies when ``fn`` appends (see ``POSTGRES_CORE_TABLES``)."""
     row = conn.execute("SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE").fetchone()
     head = int(row[0])
-    tx = Transaction(conn, lambda: head + 1)
-    result = fn(tx)
-    if tx.appended:
-        conn.execute("UPDATE revision_counter SET revision = ? WHERE id = 1", (tx.revision,))
-        conn.execute(f"NOTIFY {channel}")
-    return result
+    return fn(Transaction(conn, lambda: head + 1))
 
 
 def migrate_postgres(

@@ -40,5 +40,15 @@ POSTGRES_CORE_TABLES: tuple[str, ...] = (
     "CREATE TABLE revision_counter ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), revision BIGINT NOT NULL)",
     "INSERT INTO revision_counter (id, revision) VALUES (1, 0)",
+    # Appending an event moves the counter to its revision and notifies the watchers
+    # (at commit), in the same statement: two round trips fewer per write.
+    "CREATE FUNCTION events_appended() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN"
+    " UPDATE revision_counter SET revision = NEW.revision WHERE id = 1;"
+    " PERFORM pg_notify(TG_TABLE_SCHEMA || '_events', '');"
+    " RETURN NULL;"
+    " END $$",
+    "CREATE TRIGGER events_appended AFTER INSERT ON events"
+    " FOR EACH ROW EXECUTE FUNCTION events_appended()",
 )
 """The change log, idempotency, secrets and revision counter tables, in PostgreSQL's dialect."""
