@@ -31,7 +31,7 @@ PostgreSQL, :data:`POSTGRES_CORE_TABLES`) next to its own.
 Example::
 
     MIGRATIONS = (Migration(1, "users", (*CORE_TABLES, "CREATE TABLE users (...)")),)
-    db = Database.open(resolve_data_dir(args.data_dir) / "user.db", MIGRATIONS)
+    db = Database.open(resolve_data_dir(args.data_dir) / "book.db", MIGRATIONS)
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ The promises every backend keeps:
 
 Example::
 
-    db = open_database(Path("var"), "user.db", MIGRATIONS)            # SQLite
-    db = open_database("postgresql://127.0.0.1/sb", "user.db", MIGRATIONS)
+    db = open_database(Path("var"), "book.db", MIGRATIONS)            # SQLite
+    db = open_database("postgresql://127.0.0.1/sb", "book.db", MIGRATIONS)
     row = await db.read(lambda conn: conn.execute("SELECT 1").fetchone())
 """
 
@@ -166,7 +166,7 @@ def open_database(
     """The database at ``location``, migrated: ``<location>/<database_file>`` (SQLite) for
     a data dir, the PostgreSQL database for a ``postgresql://`` URL.
 
-    Example: ``open_database(Path("var"), "user.db", MIGRATIONS)``.
+    Example: ``open_database(Path("var"), "book.db", MIGRATIONS)``.
     """
     if is_postgres_url(location):
         from services.runtime.storage._postgres import PostgresDatabase  # needs psycopg

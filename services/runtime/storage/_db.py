@@ -31,7 +31,7 @@ Where the work runs (measured on the dev VM: 2 vCPU, Python 3.11, SQLite
 
 Example::
 
-    db = Database.open(data_dir / "user.db", MIGRATIONS)
+    db = Database.open(data_dir / "book.db", MIGRATIONS)
 
     def rename(tx: Transaction) -> None:          # runs on the writer thread
         tx.conn.execute("UPDATE users SET revision = ? WHERE id = ?", (tx.revision, uid))
@@ -176,7 +176,7 @@ class Database:
     def open(cls, path: Path, migrations: Sequence[Migration]) -> Database:
         """Create the file (and its directory) if needed, migrate it, and open it.
 
-        Example: ``Database.open(Path("var/user.db"), MIGRATIONS)``.
+        Example: ``Database.open(Path("var/book.db"), MIGRATIONS)``.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(path)

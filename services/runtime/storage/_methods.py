@@ -8,9 +8,9 @@ and build the idempotency key.
 Example::
 
     violations = Violations()
-    check_email(violations, "user.email", request.user.email)
-    key = request_key(violations, "CreateUser", request, chosen_id="user_id")
-    return await store.create(request.user, request.user_id, key, CreateUserResponse)
+    check_isbn(violations, "book.isbn", request.book.isbn)          # the service's own rules
+    key = request_key(violations, "CreateBook", request, chosen_id="book_id")
+    return await store.create(request.book, request.book_id, key, CreateBookResponse)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def request_key(
     """Check ``request.request_id`` (and, for a Create, the client-chosen id field
     ``chosen_id``, AIP-133), raise every violation, and return the request's key.
 
-    Example: ``key = request_key(violations, "CreateUser", request, chosen_id="user_id")``.
+    Example: ``key = request_key(violations, "CreateBook", request, chosen_id="book_id")``.
     """
     check_request_id(violations, "request_id", request.request_id, required=required)
     if chosen_id:
@@ -71,7 +71,7 @@ def update_paths(
 ) -> frozenset[str]:
     """Check an Update request's resource id and ``update_mask``; the paths to change.
 
-    Example: ``update_paths(violations, request, "user", UPDATABLE, READ_ONLY)``.
+    Example: ``update_paths(violations, request, "book", UPDATABLE, READ_ONLY)``.
     """
     check_id(violations, f"{resource_field}.id", getattr(request, resource_field).id)
     return check_update_mask(violations, request.update_mask, updatable, read_only)
@@ -86,7 +86,7 @@ async def list_page(
     """One List page and its next page token ("" on the last page), per AIP-158.
 
     ``query`` names the collection and every filter: a token is only good for it.
-    Example: ``users, token = await list_page(tokens, request, ("users",), store.list)``.
+    Example: ``books, token = await list_page(tokens, request, ("books",), store.list)``.
     """
     size = page_size(request.page_size)
     after = tokens.verify(request.page_token, *query)

@@ -23,16 +23,18 @@ from it). The statements are built once, when the table is declared.
 
 Example::
 
-    USERS = ResourceTable(
-        message=user_pb2.User, event=user_pb2.UserEvent, table="users",
-        columns=("email", "email_key", "display_name"),
-        to_columns=lambda u: (u.email, email_key(u.email), u.display_name),
-        from_columns=_set_user_columns,
+    BOOKS = ResourceTable(
+        message=book_pb2.Book, event=book_pb2.BookEvent, table="books",
+        columns=("isbn", "title"),
+        to_columns=lambda b: (b.isbn, b.title),
+        from_columns=_set_book_columns,
+        unique=(Unique("isbn", "isbn", "ISBN_ALREADY_EXISTS"),),
     )
 
-    class UserStore(ResourceStore[user_pb2.User]):
-        TABLE = USERS
-        ...
+    class BookStore(ResourceStore[book_pb2.Book]):
+        DATABASE_FILE = "book.db"
+        MIGRATIONS = MIGRATIONS
+        TABLE = BOOKS
 """
 
 from __future__ import annotations
@@ -115,12 +117,12 @@ class ResourceTable(Generic[R]):
 
     @property
     def type_name(self) -> str:
-        """The resource's full proto name (error details), e.g. ``switchboard.user.v1.User``."""
+        """The resource's full proto name (error details), e.g. ``shelf.v1.Book``."""
         return str(self.message.DESCRIPTOR.full_name)
 
     @property
     def noun(self) -> str:
-        """``user`` for ``User``: the event's resource field, and the word in messages."""
+        """``book`` for ``Book``: the event's resource field, and the word in messages."""
         return str(self.message.DESCRIPTOR.name).lower()
 
     def of_row(self, row: Sequence[Any]) -> R:

@@ -1,26 +1,26 @@
-"""What every service's SQLite store shares: opening, idempotent writes, keyset pages, watches.
+"""What every service store shares, on either backend: opening, idempotent writes, pages, watches.
 
-A service store subclasses :class:`SqliteStore`, names its file and
-migrations, and keeps only what is its own: its SQL, its rows-to-proto
-conversion and its rules. Each mutation is a plain function run on the
-writer thread by :meth:`SqliteStore.write_once`, which answers a retried
-request from its stored response; the mutation ends with
-:func:`commit_change`, which writes the change's event and that response in
-the same transaction.
+:class:`Store` is the layer below :class:`services.runtime.storage.ResourceStore`
+(which adds the standard methods of one resource); use it directly for
+changes that are not a standard method (e.g. taking stock). Each mutation is
+a plain function of a :class:`Transaction`, run in one write transaction by
+:meth:`Store.write_once`, which answers a retried request from its stored
+response; the mutation ends with :func:`commit_change`, which writes the
+change's event and that response in the same transaction.
 
 Example::
 
-    class SqliteUserStore(SqliteStore):
-        DATABASE_FILE = "user.db"
+    class ShelfStore(Store):
+        DATABASE_FILE = "book.db"
         MIGRATIONS = MIGRATIONS
 
-        async def delete_user(self, user_id, etag, key):
-            return await self.write_once(key, DeleteUserResponse, lambda tx: _delete(tx, ...))
+        async def lend(self, book_id: str, key: RequestKey | None) -> LendResponse:
+            return await self.write_once(key, LendResponse, lambda tx: _lend(tx, book_id, key))
 
-    def _delete(tx: Transaction, ...) -> DeleteUserResponse:     # on the writer thread
-        tx.conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
-        response = DeleteUserResponse(revision=tx.revision)
-        commit_change(tx, key, user_id, "DELETED", event, response)
+    def _lend(tx: Transaction, book_id: str, key: RequestKey | None) -> LendResponse:
+        tx.conn.execute(LEND, (tx.revision, book_id))      # UPDATE books SET lent = 1 ...
+        response = LendResponse(revision=tx.revision)
+        commit_change(tx, key, book_id, "LENT", event, response)
         return response
 """
 
@@ -83,7 +83,7 @@ class Store:
         """Open (creating and migrating as needed) ``<data dir>/<DATABASE_FILE>``, or the
         PostgreSQL database when ``location`` is a ``postgresql://`` URL.
 
-        Example: ``UserStore.open(Path("var"))`` opens ``var/user.db``.
+        Example: ``BookStore.open(Path("var"))`` opens ``var/book.db``.
         """
         return cls(open_database(location, cls.DATABASE_FILE, cls.MIGRATIONS))
 

@@ -17,7 +17,7 @@ Example::
     timestamp(1_700_000_000_000_000_000).seconds == 1_700_000_000
     new_id()               # '018f3a6c2b1e9d0c4f7a1b2c3d4e5f60'
     make_etag("ab12", 7)   # '3f1c9a0e5b7d2c48', the same for the same (id, revision)
-    check_etag("user", "ab12", request.etag, current.etag)   # Aborted if stale
+    check_etag("book", "ab12", request.etag, current.etag)   # Aborted if stale
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def make_etag(resource_id: str, revision: int) -> str:
 def check_etag(noun: str, resource_id: str, etag: str, current: str) -> None:
     """Aborted (ETAG_MISMATCH) if ``etag`` is given and is not the ``current`` one.
 
-    Example: ``check_etag("user", user.id, request.etag, user.etag)``.
+    Example: ``check_etag("book", book.id, request.etag, book.etag)``.
     """
     if etag and etag != current:
         raise Aborted(
