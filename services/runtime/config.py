@@ -256,7 +256,7 @@ _OPTIONS: tuple[Option, ...] = (
 @dataclass(frozen=True)
 class ClientTlsConfig:
     """The TLS credentials a service presents on EVERY call it makes to other services
-    (the registry has its own, ``--registry-*``). No CA set: plaintext.
+    (the registry has its own, ``--registry-*``). Nothing set: plaintext.
 
     Example::
 
@@ -270,16 +270,15 @@ class ClientTlsConfig:
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
-            raise ConfigError("--client-cert and --client-key go together")
-        if self.cert is not None and self.ca is None:
-            raise ConfigError("--client-cert needs --client-ca (the CA of the services called)")
+            raise ConfigError("--client-tls-cert and --client-tls-key go together")
 
     def credentials(self) -> grpc.ChannelCredentials | None:
-        """Channel credentials (mTLS when a certificate is set), or None for plaintext."""
-        if self.ca is None:
+        """Channel credentials (mTLS when a certificate is set), or None when nothing is set.
+        Without a CA the system's roots are trusted."""
+        if self.ca is None and self.cert is None:
             return None
         return grpc.ssl_channel_credentials(
-            root_certificates=self.ca.read_bytes(),
+            root_certificates=self.ca.read_bytes() if self.ca else None,
             private_key=self.key.read_bytes() if self.key else None,
             certificate_chain=self.cert.read_bytes() if self.cert else None,
         )
@@ -292,26 +291,28 @@ class ClientTlsConfig:
     def from_args(
         cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
     ) -> ClientTlsConfig:
-        """From the ``--client-*`` flags, then ``SWITCHBOARD_CLIENT_*`` variables."""
+        """From the ``--client-tls-*`` flags, then ``SWITCHBOARD_CLIENT_TLS_*`` variables."""
         return cls(**read_options(ns, _CLIENT_TLS_OPTIONS, environ))
 
 
 def _client_option(field: str, parse: Callable[[str], Any], help: str) -> Option:
-    """``--client-<field>`` / ``SWITCHBOARD_CLIENT_<FIELD>``."""
+    """``--client-tls-<field>`` / ``SWITCHBOARD_CLIENT_TLS_<FIELD>`` (the variables the
+    client runtime reads too, see ``ClientConfig.from_env``)."""
     name = field.replace("_", "-")
-    return Option(field, parse, help, f"--client-{name}", f"{ENV_PREFIX}CLIENT_{field.upper()}")
+    env = f"{ENV_PREFIX}CLIENT_TLS_{field.upper()}"
+    return Option(field, parse, help, f"--client-tls-{name}", env)
 
 
 _CLIENT_TLS_OPTIONS: tuple[Option, ...] = (
     _client_option("ca", Path, "PEM CA bundle the called services' certificates chain to"),
     _client_option("cert", Path, "PEM client certificate presented to them (mTLS)"),
-    _client_option("key", Path, "PEM private key of --client-cert"),
+    _client_option("key", Path, "PEM private key of --client-tls-cert"),
     _client_option("server_name", str, "TLS name to expect from them"),
 )
 
 
 def add_client_tls_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``--client-*`` TLS flags of a service that calls other services."""
+    """Add the ``--client-tls-*`` flags of a service that calls other services."""
     add_options(parser, "outgoing calls (TLS)", _CLIENT_TLS_OPTIONS)
 
 

@@ -1,7 +1,7 @@
 """Service-to-service TLS: the product service calls the user service over mTLS.
 
 The user service requires a client certificate (``--tls-client-ca``); the
-product service presents one with ``--client-ca/--client-cert/--client-key``
+product service presents one with ``--client-tls-ca/--client-tls-cert/--client-tls-key``
 (the one TLS option set of all its outgoing calls). Real processes.
 """
 
@@ -57,8 +57,8 @@ async def test_the_seller_check_goes_over_mtls_with_the_client_flags(
 ) -> None:
     user, ca, client = await _user_over_mtls(start_process, tmp_path)
     seller = await _seller(user, ca, client)
-    flags = ("--client-ca", str(ca.cert), "--client-cert", str(client.cert),
-             "--client-key", str(client.key))  # fmt: skip
+    flags = ("--client-tls-ca", str(ca.cert), "--client-tls-cert", str(client.cert),
+             "--client-tls-key", str(client.key))  # fmt: skip
     env = {"SWITCHBOARD_ADDRESSES_USER": user.address}
     product = await start_process(
         "services.product", "--data-dir", str(tmp_path / "p"), *flags, env=env
@@ -74,9 +74,9 @@ async def test_the_client_tls_settings_also_come_from_the_environment(
     seller = await _seller(user, ca, client)
     env = {
         "SWITCHBOARD_ADDRESSES_USER": user.address,
-        "SWITCHBOARD_CLIENT_CA": str(ca.cert),
-        "SWITCHBOARD_CLIENT_CERT": str(client.cert),
-        "SWITCHBOARD_CLIENT_KEY": str(client.key),
+        "SWITCHBOARD_CLIENT_TLS_CA": str(ca.cert),
+        "SWITCHBOARD_CLIENT_TLS_CERT": str(client.cert),
+        "SWITCHBOARD_CLIENT_TLS_KEY": str(client.key),
     }
     product = await start_process("services.product", "--data-dir", str(tmp_path / "p"), env=env)
     assert (await _create_product(product, seller)).product.seller_id == seller
@@ -88,8 +88,7 @@ async def test_without_a_client_certificate_the_seller_check_cannot_be_made(
     user, ca, client = await _user_over_mtls(start_process, tmp_path)
     seller = await _seller(user, ca, client)
     env = {"SWITCHBOARD_ADDRESSES_USER": user.address, "SWITCHBOARD_CLIENT_TIMEOUT_S": "1"}
-    product = await start_process(
-        "services.product", "--data-dir", str(tmp_path / "p"), "--client-ca", str(ca.cert), env=env
-    )
+    flags = ("--data-dir", str(tmp_path / "p"), "--client-tls-ca", str(ca.cert))
+    product = await start_process("services.product", *flags, env=env)
     refused = await failure(_create_product(product, seller))
     assert isinstance(refused, e.Unavailable | e.DeadlineExceeded), refused

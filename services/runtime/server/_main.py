@@ -75,12 +75,12 @@ class ServiceSetup:
 
     def client_config(self, environ: Mapping[str, str] | None = None) -> ClientConfig:
         """The client runtime's config (``SWITCHBOARD_*`` variables) with this process's
-        registry flags and ``--client-*`` TLS, for a service that calls other services."""
+        registry flags and ``--client-tls-*`` flags (which win over the variables)."""
         config = ClientConfig.from_env(environ)
         return dataclasses.replace(
             config,
             registry=self.registry,
-            credentials=self.client_tls.credentials(),
+            credentials=self.client_tls.credentials() or config.credentials,
             channel_options=config.channel_options + self.client_tls.channel_options(),
         )
 
