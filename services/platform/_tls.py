@@ -1,7 +1,7 @@
 """Certificates in one command, as ``consul tls ca create`` makes them.
 
 ``switchboard tls ca`` writes a private CA (``switchboard-ca.pem`` and its key);
-``switchboard tls cert --name user --san 127.0.0.1 --san localhost`` writes a
+``switchboard tls cert --name greeter --san 127.0.0.1 --san localhost`` writes a
 certificate signed by it for a service, usable both as a server certificate and
 as the service's client certificate under mTLS. Every name goes into the
 subjectAltName (grpcurl, Go and Java refuse a certificate that names its host
@@ -12,8 +12,8 @@ Keys are ECDSA P-256, written with mode 0600 and never overwritten.
 Example::
 
     $ switchboard tls ca --dir certs
-    $ switchboard tls cert --dir certs --name user --san 127.0.0.1 --san localhost
-    $ python -m services.user --tls-cert certs/user.pem --tls-key certs/user-key.pem \\
+    $ switchboard tls cert --dir certs --name greeter --san 127.0.0.1 --san localhost
+    $ python -m services.greeter --tls-cert certs/greeter.pem --tls-key certs/greeter-key.pem \\
           --tls-client-ca certs/switchboard-ca.pem
 """
 

@@ -49,6 +49,8 @@ _VOLATILE = [
     (re.compile(rf'"({_VOLATILE_KEYS})": "[^"]*"'), r'"\1": "…"'),
     (re.compile(r'"id": "[0-9a-f]{32}"'), '"id": "…"'),  # ids the server generates
     (re.compile(r"request id [0-9a-f-]+"), "request id …"),
+    # A stream cut by -max-time: grpcurl's own deadline or the server's, whichever is first.
+    (re.compile(r"Message: (context deadline exceeded|Deadline Exceeded)"), "Message: …"),
 ]
 
 
