@@ -79,7 +79,7 @@ fmt: $(STAMP) ## Format and fix imports with ruff
 # --- run & test ------------------------------------------------------------
 
 .PHONY: test
-test: $(STAMP) tools-postgres ## Create the venv (and install PostgreSQL) if needed, then run every test
+test: $(STAMP) tools-postgres tools-prometheus ## Create the venv (and install PostgreSQL, Prometheus) if needed, then run every test
 	$(PY) -m pytest
 
 .PHONY: run

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from registry._http import registry_http_routes
+from registry._observe import InstrumentedStore, refresh_gauges
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry._store import MemoryStore
@@ -33,6 +35,7 @@ from services.runtime import (
     run_main,
     serve,
 )
+from services.runtime.metrics import add_scrape_hook
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main", "parse_args", "run"]
 
@@ -90,27 +93,30 @@ async def run(
     config: ServerConfig, settings: RegistrySettings, *, stop: asyncio.Event | None = None
 ) -> None:
     """Serve the registry with an in-memory store until SIGTERM/SIGINT (or ``stop``)."""
-    store = MemoryStore(settings.limits)
+    store = InstrumentedStore(MemoryStore(settings.limits), backend="memory")
     await store.start()
     servicer = RegistryServicer(store, settings, bind_certificates=config.mtls)
     xds = ControlPlane(store)  # xDS (ADS) on the same port: any gRPC client dials xds:///name
     if settings.token is None:
         _log.warning("no token configured: registry writes are open to every client")
+    remove_hook = add_scrape_hook(lambda: refresh_gauges(store))
     try:
         await serve(
             [registry_service(servicer), xds.service()],
             config,
             hooks=[ListeningHook("registry", config), _EndStreams(servicer), xds],
             stop=stop,
+            http_routes=registry_http_routes(store),
         )
     finally:
+        remove_hook()
         await store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``python -m registry`` entry point."""
     config, settings = parse_args(argv)
-    run_main(lambda: run(config, settings), log_level=config.log_level)
+    run_main(lambda: run(config, settings), config=config, name="registry")
 
 
 if __name__ == "__main__":  # pragma: no cover

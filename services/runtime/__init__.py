@@ -59,6 +59,7 @@ from services.runtime.server._build import (
     create_server,
     set_health_status,
 )
+from services.runtime.server._http import HttpRoute, current_http_address
 from services.runtime.server._lifecycle import Lifecycle, configure_logging, run_main, serve
 from services.runtime.server._main import (
     ListeningHook,
@@ -78,6 +79,7 @@ __all__ = [
     "FailedPrecondition",
     "FieldViolation",
     "HealthServicer",
+    "HttpRoute",
     "Internal",
     "InvalidArgument",
     "Lifecycle",
@@ -98,6 +100,7 @@ __all__ = [
     "configure_logging",
     "create_server",
     "current_deadline",
+    "current_http_address",
     "current_request_id",
     "from_rpc_error",
     "parse_server_config",

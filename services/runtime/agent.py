@@ -39,9 +39,13 @@ from services.runtime.client._client import Connection, open_registry
 from services.runtime.client._discovery import REGISTRY_SERVICE, RegistryConfig
 from services.runtime.client._retry import NO_RETRY, MethodSpec, full_jitter
 from services.runtime.config import ServerConfig
+from services.runtime.server._http import current_http_address
 from switchboard.registry.v1 import instance_pb2, registry_service_pb2
 
-__all__ = ["RegistrationAgent", "default_instance_id"]
+__all__ = ["METRICS_ADDRESS_KEY", "RegistrationAgent", "default_instance_id"]
+
+METRICS_ADDRESS_KEY = "metrics_address"
+"""Instance metadata key: the ``host:port`` of the instance's HTTP side port (``/metrics``)."""
 
 log = logging.getLogger("services.runtime.agent")
 
@@ -140,8 +144,15 @@ class RegistrationAgent:
         return True
 
     async def started(self, port: int) -> None:
-        """Register (one bounded attempt), then keep registered in the background."""
+        """Register (one bounded attempt), then keep registered in the background.
+
+        The server's HTTP side port, when on, is announced as metadata
+        ``metrics_address`` (what the registry's Prometheus service discovery lists).
+        """
         self.address = self._address(port)
+        metrics_address = current_http_address()
+        if metrics_address is not None:
+            self.metadata.setdefault(METRICS_ADDRESS_KEY, metrics_address)
         if not self._registry.enabled:
             log.info("no registry configured: %s is not registered", self.address)
             return

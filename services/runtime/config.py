@@ -35,6 +35,7 @@ __all__ = [
     "ServerConfig",
     "add_client_tls_arguments",
     "add_options",
+    "access_log_sampling",
     "add_server_arguments",
     "parse_address",
     "parse_server_config",
@@ -47,6 +48,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 """The levels ``--log-level`` accepts (help and error name the same list)."""
 KIB = 1024
 ENV_PREFIX = "SWITCHBOARD_"
+HTTP_PORT_OFFSET = 1000
+HTTP_OFF = "off"
+LOG_FORMATS = ("text", "json")
 _DEFAULT_LISTEN_DEST = "switchboard_default_listen"
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
 
@@ -86,16 +90,34 @@ class ServerConfig:
     auth: Path | None = None
     auth_secret_file: Path | None = None
     auth_jwks_file: Path | None = None
+    http_listen: str | None = None
+    log_format: str = "text"
+    access_log: str = "all"
 
     def __post_init__(self) -> None:
         _split_listen(self.listen)
         _check_limits(self)
         _check_tls(self)
         _check_auth(self)
+        _check_observability(self)
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(
                 f"invalid --log-level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}"
             )
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """Where the HTTP side port listens (``/metrics``), or None when it is ``off``.
+
+        Default: the listen host at the gRPC port + 1000 (port 0 stays 0: a free port).
+        Example: ``ServerConfig(listen="127.0.0.1:50052").http_address == ("127.0.0.1", 51052)``.
+        """
+        if self.http_listen is None:
+            port = self.port + HTTP_PORT_OFFSET if self.port else 0
+            return self.host, port if port <= 65535 else 0
+        if self.http_listen == HTTP_OFF:
+            return None
+        return _split_listen(self.http_listen, "--http-listen")
 
     @property
     def host(self) -> str:
@@ -250,6 +272,9 @@ _OPTIONS: tuple[Option, ...] = (
     Option("auth", Path, "policy file (TOML): who may call what; unset = every call is open"),
     Option("auth_secret_file", Path, "HS256 secret for bearer tokens (overrides the policy's)"),
     Option("auth_jwks_file", Path, "JWKS of RS256/ES256 token keys (overrides the policy's)"),
+    Option("http_listen", str, "host:port of the HTTP side port (/metrics), or off"),
+    Option("log_format", str, "text or json (one JSON object per line)"),
+    Option("access_log", str, "all, errors, or sampled:N (1 in N successes; errors always)"),
 )
 
 
@@ -380,15 +405,38 @@ def parse_address(text: str) -> str:
     return text.strip()
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
+def _split_listen(listen: str, flag: str = "--listen") -> tuple[str, int]:
     """``"host:port"`` (or ``"[v6]:port"``) → ``(host, port)``; ConfigError when malformed."""
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ConfigError(f"invalid --listen {listen!r}: expected host:port, e.g. 127.0.0.1:50051")
+        raise ConfigError(f"invalid {flag} {listen!r}: expected host:port, e.g. 127.0.0.1:50051")
     port = int(port_text)
     if port > 65535:
-        raise ConfigError(f"invalid --listen {listen!r}: port must be 0-65535")
+        raise ConfigError(f"invalid {flag} {listen!r}: port must be 0-65535")
     return host.removeprefix("[").removesuffix("]"), port
+
+
+def access_log_sampling(mode: str) -> int:
+    """How many successful calls share one access-log line: ``all`` 1, ``errors`` 0 (none),
+    ``sampled:N`` N. Errors are always logged. Example: ``access_log_sampling("sampled:10") == 10``.
+    """
+    if mode == "all":
+        return 1
+    if mode == "errors":
+        return 0
+    prefix, _, count = mode.partition(":")
+    if prefix == "sampled" and count.isdigit() and int(count) > 0:
+        return int(count)
+    raise ConfigError(f"invalid --access-log {mode!r}: use all, errors or sampled:N (N > 0)")
+
+
+def _check_observability(config: ServerConfig) -> None:
+    """The HTTP side port, log format and access-log mode are well formed."""
+    if config.http_listen not in (None, HTTP_OFF):
+        _split_listen(config.http_listen, "--http-listen")
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f"invalid --log-format {config.log_format!r}: use text or json")
+    access_log_sampling(config.access_log)
 
 
 def _check_limits(config: ServerConfig) -> None:

@@ -47,6 +47,8 @@ from services.runtime.client._retry import (
     map_error,
     retry_after_failure,
 )
+from services.runtime.metrics import DISCOVERY_AGE, ClientMethodMetrics
+from services.runtime.tracing import end_span, inject, start_client_span
 
 __all__ = ["Client", "ClientConfig", "Connection", "open_registry"]
 
@@ -61,6 +63,8 @@ _current_request_id = _context.current_request_id
 _current_deadline = _context.current_deadline
 _monotonic = time.monotonic
 _NO_METADATA = grpc.aio.Metadata()
+_OK = grpc.StatusCode.OK
+_CANCELLED = grpc.StatusCode.CANCELLED  # what a call ends with when its caller cancels it
 
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     # Come back quickly after an instance or the registry restarts.
@@ -99,6 +103,7 @@ class ClientConfig:
     channel_options: tuple[tuple[str, Any], ...] = DEFAULT_CHANNEL_OPTIONS
     token: str | None = field(default=None, repr=False)  # bearer token for every call
     token_file: Path | None = None  # or a file holding it, re-read when it changes
+    metrics: bool = True  # grpc_client_* and switchboard_client_* metrics (see /metrics)
 
     def token_source(self) -> TokenSource:
         """Where this client's bearer token comes from (see :class:`TokenSource`)."""
@@ -178,6 +183,8 @@ class Connection:
         self._discovered: tuple[str, ...] = ()
         self._ready = asyncio.Event()
         self._watcher: ServiceWatcher | None = None
+        self._metrics = config.metrics
+        self._discovered_at = _monotonic()
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -225,7 +232,13 @@ class Connection:
     async def set_discovered(self, addresses: tuple[str, ...]) -> None:
         """Take the registry's address set (static addresses stand in for an empty one)."""
         self._discovered = addresses
+        if self._metrics and self._watcher is not None:
+            self._discovered_at = _monotonic()
+            DISCOVERY_AGE.labels(self.service).set_function(self._discovery_age)
         await self._apply(addresses or self._static)
+
+    def _discovery_age(self) -> float:
+        return _monotonic() - self._discovered_at
 
     async def _apply(self, addresses: Sequence[str]) -> None:
         await self._holder.update(addresses)
@@ -318,16 +331,52 @@ class Connection:
         if attempt_timeout <= 0:
             raise errors.DeadlineExceeded(f"deadline exceeded before calling {spec.path}")
         md = self._metadata(metadata)
+        m = ClientMethodMetrics.of(spec.path) if self._metrics else None
+        span = start_client_span(spec.path)
+        if span is not None:
+            md = list(md or ())
+            inject(span, md)
+        if m is not None:
+            m.started.inc()
+        code = _CANCELLED
+        try:
+            result = await self._call(spec, request, md, deadline, attempt_timeout, m)
+            code = _OK
+            return result
+        except errors.SwitchboardError as err:
+            code = err.code
+            raise
+        finally:
+            if m is not None:
+                m.handled(code, _monotonic() - now)
+            if span is not None:
+                end_span(span, code, server=False)
+
+    async def _call(
+        self,
+        spec: MethodSpec[Any, Any],
+        request: Message,
+        md: Metadata | None,
+        deadline: float,
+        attempt_timeout: float,
+        m: ClientMethodMetrics | None,
+    ) -> Any:
+        """The first attempt, then the retries its failure allows."""
         try:
             live = self._holder.live
             if live is None:
                 raise self._no_instance()
-            return await live.unary(spec)(request, timeout=attempt_timeout, metadata=md)
+            result = await live.unary(spec)(request, timeout=attempt_timeout, metadata=md)
         except grpc.aio.AioRpcError as err:
+            if m is not None:
+                m.attempt(err.code())
             if not is_retryable(err, spec, deadline):
                 log.debug("%s attempt 1 failed (%s); not retried", spec.path, describe(err))
                 raise map_error(err, deadline, 1) from err
-            return await self._retry_call(err, spec, request, md, deadline)
+            return await self._retry_call(err, spec, request, md, deadline, m)
+        if m is not None:
+            m.attempt(_OK)
+        return result
 
     async def _retry_call(
         self,
@@ -336,12 +385,26 @@ class Connection:
         request: Message,
         md: Metadata | None,
         deadline: float,
+        m: ClientMethodMetrics | None,
     ) -> Any:
+        last = [err.code()]
+
         async def attempt(attempt_timeout: float) -> Any:
-            live = self._holder.live
-            if live is None:
-                raise self._no_instance()
-            return await live.unary(spec)(request, timeout=attempt_timeout, metadata=md)
+            if m is not None:
+                m.retry(last[0])
+            try:
+                live = self._holder.live
+                if live is None:
+                    raise self._no_instance()
+                result = await live.unary(spec)(request, timeout=attempt_timeout, metadata=md)
+            except grpc.aio.AioRpcError as failed:
+                last[0] = failed.code()
+                if m is not None:
+                    m.attempt(last[0])
+                raise
+            if m is not None:
+                m.attempt(_OK)
+            return result
 
         return await retry_after_failure(err, attempt, spec, deadline, self._retry)
 

@@ -87,8 +87,9 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int]:
     """A bound, not yet started server and its real port.
 
-    Adds the interceptors (metadata limit, request id, access log, error mapping, decoding,
-    and with ``config.auth`` the caller check of :mod:`services.runtime.auth`),
+    Adds the interceptors (metadata limit, request id, metrics, tracing, access log, error
+    mapping, decoding, and with ``config.auth`` the caller check of
+    :mod:`services.runtime.auth`),
     grpc.health.v1 (pass ``health`` to drive it; ``serve`` does) and server
     reflection v1 and v1alpha for every service, with the contracts' comments,
     so ``grpcurl -plaintext host:port describe`` works without proto files.
@@ -99,7 +100,10 @@ def create_server(
     names = _service_names(services)
     authorizer = build_authorizer(config)
     server = grpc.aio.server(
-        interceptors=default_interceptors(config.max_metadata_bytes, authorizer),
+        # No side port, nobody to scrape: then metrics are not recorded at all.
+        interceptors=default_interceptors(
+            config.max_metadata_bytes, authorizer, metrics=config.http_address is not None
+        ),
         options=server_options(config),
     )
     for service in services:

@@ -2,9 +2,10 @@
 
 Lifecycle::
 
-    create_server -> start -> health SERVING -> hook.started(port) for each hook
+    create_server -> start -> HTTP side port -> health SERVING -> hook.started(port) each
     ... SIGTERM or SIGINT ...
-    health NOT_SERVING -> hook.stopping() (last hook first) -> server.stop(grace) -> return
+    health NOT_SERVING -> hook.stopping() (last hook first) -> server.stop(grace)
+    -> HTTP side port closed -> return
 
 A second signal while stopping exits the process at once with status
 128 + signal number (``os._exit``: no drain, no cleanup), for when a drain
@@ -31,7 +32,10 @@ from typing import NoReturn, Protocol
 
 import grpc.aio
 
+from services.runtime import tracing
 from services.runtime.config import ConfigError, ServerConfig
+from services.runtime.logs import ACCESS_LOG
+from services.runtime.logs import configure_logging as _configure_logging
 from services.runtime.server._build import (
     NOT_SERVING,
     SERVING,
@@ -41,6 +45,7 @@ from services.runtime.server._build import (
     create_server,
     set_health_status,
 )
+from services.runtime.server._http import HttpRoute, HttpSidePort
 
 __all__ = ["Lifecycle", "configure_logging", "run_main", "serve"]
 
@@ -69,19 +74,24 @@ async def serve(
     *,
     hooks: Sequence[Lifecycle] = (),
     stop: asyncio.Event | None = None,
+    http_routes: Sequence[HttpRoute] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
 
+    The HTTP side port (``/metrics`` plus ``http_routes``) runs alongside, on
+    the same loop, unless ``config.http_listen`` is ``off``.
     Example: ``await serve([service], ServerConfig(listen="127.0.0.1:50052"))``.
     """
     stop = stop or asyncio.Event()
     health = HealthServicer()
     server, port = create_server(services, config, health=health)
+    http = HttpSidePort(config, http_routes)
     await set_health_status(health, services, NOT_SERVING)
     remove_handlers = _handle_signals(stop)
     started: list[Lifecycle] = []
     try:
         await server.start()
+        await http.start()
         await set_health_status(health, services, SERVING)
         _log.info("serving %s on port %d", ", ".join(s.name for s in services) or "-", port)
         for hook in hooks:
@@ -90,6 +100,8 @@ async def serve(
         await stop.wait()
     finally:
         await _shutdown(server, health, started, config.grace_s)
+        await http.stop()
+        ACCESS_LOG.flush()
         remove_handlers()
 
 
@@ -136,6 +148,7 @@ def _handle_signals(stop: asyncio.Event) -> Callable[[], None]:
 
 def _exit_now(status: int) -> NoReturn:
     # os._exit skips atexit and buffered writes: flush what a person should see.
+    ACCESS_LOG.flush()
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
@@ -146,29 +159,24 @@ def _exit_now(status: int) -> NoReturn:
 # --- process entry point ------------------------------------------------------------
 
 
-class _OneLineFormatter(logging.Formatter):
-    """``time level logger message``, one line per record (tracebacks folded in)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", " | ")
-
-
-def configure_logging(level: str | int = "INFO") -> None:
-    """Log to stderr, one line per record: ``time level logger message``.
-
-    Example: ``configure_logging("DEBUG")``.
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+def configure_logging(level: str | int = "INFO", *, log_format: str = "text") -> None:
+    """Log to stderr, one line per record (``text`` or ``json``), the access log on its
+    fast path. Example: ``configure_logging("DEBUG")``."""
+    _configure_logging(level, log_format=log_format)
 
 
-def run_main(main: Callable[[], Awaitable[object]], *, log_level: str | int = "INFO") -> NoReturn:
+def run_main(
+    main: Callable[[], Awaitable[object]],
+    *,
+    log_level: str | int = "INFO",
+    config: ServerConfig | None = None,
+    name: str | None = None,
+) -> NoReturn:
     """Run ``main()`` on a new event loop and exit the process.
+
+    ``config`` sets the log level, format and access-log sampling (it overrides
+    ``log_level``); ``name`` is the service name spans carry, and turns tracing
+    on when the ``OTEL_*`` variables ask for it (see :mod:`services.runtime.tracing`).
 
     Exit 0 after a graceful stop; exit 2 with a one-line message (no
     traceback) when the port is busy or the config is bad; exit 130 on a
@@ -176,7 +184,14 @@ def run_main(main: Callable[[], Awaitable[object]], *, log_level: str | int = "I
 
     Example: ``run_main(lambda: serve(services, config), log_level=config.log_level)``.
     """
-    configure_logging(log_level)
+    if config is None:
+        _configure_logging(log_level)
+    else:
+        _configure_logging(
+            config.log_level, log_format=config.log_format, access_log=config.access_log
+        )
+    if name is not None:
+        tracing.configure_tracing(name)
     try:
         asyncio.run(_await(main))
     except (BindError, ConfigError) as err:
@@ -184,6 +199,9 @@ def run_main(main: Callable[[], Awaitable[object]], *, log_level: str | int = "I
         sys.exit(_EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(128 + signal.SIGINT)
+    finally:
+        tracing.shutdown_tracing()
+        ACCESS_LOG.flush()
     sys.exit(0)
 
 

@@ -44,6 +44,7 @@ from services.runtime.config import (
     add_client_tls_arguments,
     add_server_arguments,
 )
+from services.runtime.server._http import current_http
 from services.runtime.server._lifecycle import Lifecycle, run_main
 from services.runtime.storage import (
     DATA_DIR_ENV,
@@ -86,7 +87,8 @@ class ServiceSetup:
 
 
 class ListeningHook:
-    """Lifecycle hook: logs ``<name> listening on HOST:PORT`` once serving; on shutdown
+    """Lifecycle hook: logs ``<name> listening on HOST:PORT (http HOST:PORT)`` once serving
+    (the HTTP part when the side port is on); on shutdown
     runs ``on_stopping`` (e.g. ending the store's watch streams, which would hold up the drain).
 
     The log line is what scripts and tests read to learn the port when
@@ -102,7 +104,11 @@ class ListeningHook:
         self._log = logging.getLogger(f"switchboard.{name}")
 
     async def started(self, port: int) -> None:
-        line = f"{self._name} listening on {self._config.listen_on(port)}{_security(self._config)}"
+        line = f"{self._name} listening on {self._config.listen_on(port)}"
+        http = current_http()
+        if http is not None:
+            line += f" (http {http.listen})"
+        line += _security(self._config)
         if self._log.isEnabledFor(logging.INFO):
             self._log.info(line)
         else:  # whoever started us on port 0 needs the port, whatever the log level
@@ -158,7 +164,7 @@ def run_service(
     if registry.enabled:
         hooks = (RegistrationAgent.for_server(name, server, registry),)
     setup = ServiceSetup(server, registry, hooks, client_tls)
-    run_main(lambda: serve(store, setup), log_level=server.log_level)
+    run_main(lambda: serve(store, setup), config=server, name=name)
 
 
 def _configs(

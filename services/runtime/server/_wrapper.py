@@ -7,7 +7,8 @@ wrapped handler is cached), and the wrapper runs the four concerns in order:
 
     request id       bind the caller's ``x-request-id`` (or a new one) and the
                      deadline to contextvars; echo the id in the trailers
-    access log       one INFO line per call with the final status code
+    observation      metrics, a span and the access-log line per call
+                     (:mod:`services.runtime.server._observe`)
     error mapping    SwitchboardError -> status + google.rpc details;
                      anything else -> INTERNAL, traceback in the log only
     request decoding an undecodable request -> INVALID_ARGUMENT
@@ -30,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -48,6 +50,9 @@ from services.runtime.errors import (
     ResourceExhausted,
     SwitchboardError,
 )
+from services.runtime.logs import ACCESS_LOG
+from services.runtime.server._observe import MethodObserver
+from services.runtime.tracing import current_trace_id
 
 if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -62,7 +67,6 @@ __all__ = [
     "metadata_size",
 ]
 
-access_log = logging.getLogger("switchboard.access")
 _log = logging.getLogger("switchboard.server")
 
 _SHAPES = {
@@ -81,15 +85,19 @@ _HEADER_OVERHEAD = 32
 
 
 def default_interceptors(
-    max_metadata_bytes: int | None = None, authorizer: Authorizer | None = None
+    max_metadata_bytes: int | None = None,
+    authorizer: Authorizer | None = None,
+    *,
+    metrics: bool = True,
 ) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors every Switchboard server runs.
 
     ``max_metadata_bytes`` refuses calls with more request metadata (None: no check);
-    ``authorizer`` checks every caller (None: auth off).
+    ``authorizer`` checks every caller (None: auth off); ``metrics`` False records no
+    Prometheus metrics (no HTTP side port to serve them).
     Example: ``grpc.aio.server(interceptors=default_interceptors(16 * 1024))``.
     """
-    return [ServerCallInterceptor(max_metadata_bytes, authorizer)]
+    return [ServerCallInterceptor(max_metadata_bytes, authorizer, metrics=metrics)]
 
 
 class ServerCallInterceptor(grpc.aio.ServerInterceptor):
@@ -104,11 +112,16 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
     """
 
     def __init__(
-        self, max_metadata_bytes: int | None = None, authorizer: Authorizer | None = None
+        self,
+        max_metadata_bytes: int | None = None,
+        authorizer: Authorizer | None = None,
+        *,
+        metrics: bool = True,
     ) -> None:
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
         self._max_metadata = max_metadata_bytes
         self._authorizer = authorizer
+        self._metrics = metrics
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -117,17 +130,18 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None:
             request_id = incoming_request_id(handler_call_details.invocation_metadata) or "-"
-            _log_call(method, grpc.StatusCode.UNIMPLEMENTED, 0.0, request_id, "-")
+            ACCESS_LOG.record(method, grpc.StatusCode.UNIMPLEMENTED, 0.0, request_id, "-")
             return None
         if self._max_metadata is not None:
             size = metadata_size(handler_call_details.invocation_metadata)
             if size > self._max_metadata:
-                return _wrap(method, _refusing(handler, _too_large(size, self._max_metadata)))
+                refusing = _refusing(handler, _too_large(size, self._max_metadata))
+                return _wrap(method, refusing, None, self._metrics)
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
         gate = self._authorizer.gate_for(method) if self._authorizer is not None else None
-        wrapped = _wrap(method, handler, gate)
+        wrapped = _wrap(method, handler, gate, self._metrics)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -135,27 +149,38 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
 # --- handler wrapping ---------------------------------------------------------------
 
 
-def _wrap(method: str, handler: Handler, gate: MethodGate | None = None) -> Handler:
+def _wrap(
+    method: str, handler: Handler, gate: MethodGate | None = None, metrics: bool = True
+) -> Handler:
     """A handler of the same shape whose behaviour runs inside a :class:`_Call`."""
-    name, factory = _SHAPES[(handler.request_streaming, handler.response_streaming)]
+    streams = (handler.request_streaming, handler.response_streaming)
+    name, factory = _SHAPES[streams]
     behavior: Callable[..., Any] = getattr(handler, name)
-    check = _check_each if handler.request_streaming else _check_one
+    observer = MethodObserver(
+        method, request_streaming=streams[0], response_streaming=streams[1], metrics=metrics
+    )
+    check: Callable[[Any], Any] = _check_one
+    if handler.request_streaming:
+        check = functools.partial(_check_each, observer=observer)
     wrap = _wrap_streaming if handler.response_streaming else _wrap_unary
     deserializer = handler.request_deserializer
     return factory(
-        wrap(method, behavior, check, gate),
+        wrap(observer, behavior, check, gate),
         request_deserializer=deserializer and _safe_deserializer(deserializer),
         response_serializer=handler.response_serializer,
     )
 
 
 def _wrap_unary(
-    method: str, behavior: Callable[..., Any], check: Callable[[Any], Any], gate: MethodGate | None
+    observer: MethodObserver,
+    behavior: Callable[..., Any],
+    check: Callable[[Any], Any],
+    gate: MethodGate | None,
 ) -> Callable[..., Awaitable[Any]]:
     """A coroutine behaviour (grpc.aio checks the function kind, so it must be one)."""
 
     async def unary_response(request: Any, context: Context) -> Any:
-        call = _Call(method, context)
+        call = _Call(observer, context)
         response = None
         try:
             if gate is not None:
@@ -176,16 +201,20 @@ def _wrap_unary(
 
 
 def _wrap_streaming(
-    method: str, behavior: Callable[..., Any], check: Callable[[Any], Any], gate: MethodGate | None
+    observer: MethodObserver,
+    behavior: Callable[..., Any],
+    check: Callable[[Any], Any],
+    gate: MethodGate | None,
 ) -> Callable[..., AsyncIterator[Any]]:
     """An async-generator behaviour that relays whatever the inner one produces."""
 
     async def stream_response(request: Any, context: Context) -> AsyncIterator[Any]:
-        call = _Call(method, context)
+        call = _Call(observer, context)
         try:
             if gate is not None:
                 gate.admit(context)
             async for response in _responses(behavior(check(request), context)):
+                observer.sent()
                 yield response
         except BaseException as exc:
             await call.fail(exc)
@@ -218,10 +247,11 @@ async def _responses(result: Any) -> AsyncIterator[Any]:
 class _Call:
     """One call's request id, timing and final code: the concerns in one place each."""
 
-    __slots__ = ("code", "context", "method", "peer", "request_id", "start")
+    __slots__ = ("code", "context", "method", "observer", "peer", "request_id", "span", "start")
 
-    def __init__(self, method: str, context: Context) -> None:
-        self.method = method
+    def __init__(self, observer: MethodObserver, context: Context) -> None:
+        self.observer = observer
+        self.method = observer.method
         self.context = context
         self.start = time.perf_counter()
         self.peer = context.peer()  # read now: once the deadline passes it reads as ""
@@ -230,9 +260,11 @@ class _Call:
         self.request_id = incoming_request_id(metadata) or new_request_id()
         bind_call(self.request_id, context.time_remaining())
         context.set_trailing_metadata(((REQUEST_ID_KEY, self.request_id),))
+        self.span = observer.begin(metadata)
 
     def succeeded(self) -> None:
         """Put the request id back if the handler replaced the trailers."""
+        self.observer.succeeded()
         trailers = tuple(self.context.trailing_metadata() or ())
         if not any(key == REQUEST_ID_KEY for key, _ in trailers):
             self.context.set_trailing_metadata((*trailers, (REQUEST_ID_KEY, self.request_id)))
@@ -255,7 +287,11 @@ class _Call:
     async def _internal_error(self) -> NoReturn:
         rid = self.request_id
         _log.exception("unhandled exception in %s (request id %s)", self.method, rid)
-        err = Internal(f"internal error; request id {rid}", metadata={"request_id": rid})
+        details = {"request_id": rid}
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            details["trace_id"] = trace_id
+        err = Internal(f"internal error; request id {rid}", metadata=details)
         await abort_with_error(self.context, err)
 
     def final_code(self) -> grpc.StatusCode:
@@ -263,12 +299,10 @@ class _Call:
         return self.code or self.context.code() or grpc.StatusCode.OK
 
     def log(self) -> None:
-        """The access-log line, with the code the client will see."""
-        if not access_log.isEnabledFor(logging.INFO):
-            return
+        """Metrics, span end and the access-log line, with the code the client will see."""
         code = self.final_code()
-        elapsed_ms = (time.perf_counter() - self.start) * 1000
-        _log_call(self.method, code, elapsed_ms, self.request_id, self.peer)
+        elapsed = time.perf_counter() - self.start
+        self.observer.finish(code, elapsed, self.request_id, self.peer, self.span)
 
 
 # --- metadata limit -----------------------------------------------------------------
@@ -339,26 +373,6 @@ def _cancelled_code(context: Context) -> grpc.StatusCode:
     return grpc.StatusCode.CANCELLED
 
 
-def _log_call(
-    method: str, code: grpc.StatusCode, elapsed_ms: float, request_id: str, peer: str
-) -> None:
-    access_log.info(
-        "method=%s code=%s duration_ms=%.1f request_id=%s peer=%s",
-        method,
-        code.name,
-        elapsed_ms,
-        request_id,
-        peer,
-        extra={
-            "grpc_method": method,
-            "grpc_code": code.name,
-            "duration_ms": elapsed_ms,
-            "request_id": request_id,
-            "peer": peer,
-        },
-    )
-
-
 # --- error mapping ------------------------------------------------------------------
 
 
@@ -423,7 +437,11 @@ def _check_one(request: Any) -> Any:
     return request
 
 
-async def _check_each(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Each request of a stream, checked by :func:`_check_one`."""
+async def _check_each(
+    requests: AsyncIterator[Any], observer: MethodObserver | None = None
+) -> AsyncIterator[Any]:
+    """Each request of a stream, checked by :func:`_check_one` (and counted)."""
     async for request in requests:
+        if observer is not None:
+            observer.received()
         yield _check_one(request)
