@@ -22,3 +22,7 @@ bench-auth: $(STAMP) ## Server CPU per call of authorization (HS256/RS256/ES256,
 
 bench-storage: $(STAMP) tools-postgres ## SQLite vs PostgreSQL (1 and 2 instances) vs the raw echo, one run
 	$(PY) -m bench.storage
+
+.PHONY: bench-obs
+bench-obs: $(STAMP) ## Server CPU µs per GetUser with metrics, tracing and the access log each off and on
+	$(PY) -m bench._obs_cost

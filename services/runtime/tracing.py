@@ -1,10 +1,14 @@
 """OpenTelemetry traces: one span per server call and per client call, W3C propagation.
 
-Tracing is off unless the standard variables ask for it: ``OTEL_EXPORTER_OTLP_ENDPOINT``
-(or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), or ``OTEL_TRACES_EXPORTER=otlp``; then
-:func:`configure_tracing` starts an OTLP (gRPC) exporter with a batch processor,
-and ``OTEL_SDK_DISABLED=true`` still wins. Off, no SDK object exists and the
-per-call cost is one ``is None`` test on each side.
+Tracing is off unless the standard variables ask for it (``OTEL_SDK_DISABLED=true``
+always wins):
+
+* ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) or
+  ``OTEL_TRACES_EXPORTER=otlp``: spans exported by OTLP/gRPC with a batch processor;
+* ``OTEL_TRACES_EXPORTER=none``: spans made and propagated (trace ids in logs and
+  in ``traceparent``), exported nowhere;
+* nothing set: off. No SDK object exists and the per-call cost is one
+  ``is None`` test on each side.
 
 Spans follow OpenTelemetry's RPC conventions: name ``pkg.Service/Method``,
 kind SERVER or CLIENT, attributes ``rpc.system=grpc``, ``rpc.service``,
@@ -22,10 +26,12 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
+import random
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 import grpc
 from opentelemetry import context as otel_context
@@ -33,13 +39,23 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from services.runtime.metrics import split_method
 
 __all__ = [
+    "CallSpan",
+    "LightSpan",
     "configure_tracing",
+    "enable_propagation",
     "current_trace_id",
     "enable_tracing",
     "end_span",
@@ -48,11 +64,11 @@ __all__ = [
     "start_client_span",
     "start_server_span",
     "tracing_enabled",
+    "tracing_mode",
 ]
 
 _log = logging.getLogger("switchboard.tracing")
 _TRACEPARENT = "traceparent"
-_PROPAGATOR = TraceContextTextMapPropagator()
 # Server spans are errors only for codes that mean the server failed (semantic conventions).
 _SERVER_ERRORS = frozenset(
     {
@@ -67,34 +83,44 @@ _SERVER_ERRORS = frozenset(
 
 
 class _State:
+    on = False
     provider: TracerProvider | None = None
     tracer: trace.Tracer | None = None
 
 
-def exporter_configured(environ: Mapping[str, str] | None = None) -> bool:
-    """True when the ``OTEL_*`` variables ask for OTLP trace export.
+_SAMPLED = 0x01
+_random_bits = random.getrandbits
 
-    Example: ``exporter_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})``.
+
+def tracing_mode(environ: Mapping[str, str] | None = None) -> str:
+    """What the ``OTEL_*`` variables ask for: ``"otlp"``, ``"spans"`` (no exporter) or ``"off"``.
+
+    Example: ``tracing_mode({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}) == "otlp"``.
     """
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
+        return "off"
     exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporter == "none":
-        return False
+        return "spans"
     endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     )
-    return bool(endpoint) or exporter == "otlp"
+    return "otlp" if endpoint or exporter == "otlp" else "off"
 
 
 def configure_tracing(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Start OTLP export if the ``OTEL_*`` variables say so; True when tracing is on.
+    """Turn tracing on as the ``OTEL_*`` variables say (see :func:`tracing_mode`); True if on.
 
     ``OTEL_SERVICE_NAME`` overrides ``service_name``. Example: ``configure_tracing("user")``.
     """
-    if not exporter_configured(environ):
+    mode = tracing_mode(environ)
+    if mode == "off":
         return False
+    if mode == "spans":
+        enable_propagation()
+        _log.info("tracing on: trace context propagated, not exported (OTEL_TRACES_EXPORTER=none)")
+        return True
     # Imported here: the exporter pulls in its own gRPC stubs, which nobody needs otherwise.
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -105,65 +131,107 @@ def configure_tracing(service_name: str, environ: Mapping[str, str] | None = Non
 
 
 def enable_tracing(service_name: str, exporter: SpanExporter | None = None) -> TracerProvider:
-    """Turn spans on for this process, exported by ``exporter`` (None: made, not exported).
-
-    Example (bench: the cost of spans alone): ``enable_tracing("user")``.
+    """Record spans with the OpenTelemetry SDK, exported by ``exporter`` (None: add your own
+    span processor to the returned provider). Example: ``enable_tracing("user", exporter)``.
     """
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    _State.on = True
     _State.provider = provider
     _State.tracer = provider.get_tracer("switchboard")
     return provider
 
 
+def enable_propagation() -> None:
+    """Trace context only: ids made and propagated (``traceparent``, logs), no span recorded.
+
+    With no exporter a recorded span has nowhere to go, so the SDK (~20 µs per
+    span) is not used at all. Example: ``enable_propagation()``.
+    """
+    shutdown_tracing()
+    _State.on = True
+
+
 def shutdown_tracing() -> None:
     """Flush and stop the exporter (at process exit); tracing is off afterwards."""
     provider, _State.provider, _State.tracer = _State.provider, None, None
+    _State.on = False
     if provider is not None:
         provider.shutdown()
 
 
 def tracing_enabled() -> bool:
-    """True when spans are being made."""
-    return _State.tracer is not None
+    """True when trace context is being made (and, with the SDK, spans recorded)."""
+    return _State.on
 
 
-def start_server_span(path: str, metadata: Iterable[Any] | None) -> Span | None:
+class LightSpan(NamedTuple):
+    """A span as propagation sees it: ids and flags, nothing recorded (see
+    :func:`enable_propagation`)."""
+
+    trace_id: int
+    span_id: int
+    flags: int
+
+
+CallSpan: TypeAlias = "Span | LightSpan"
+"""What the start functions return: an SDK span, or a :class:`LightSpan`."""
+
+_current: contextvars.ContextVar[LightSpan | None] = contextvars.ContextVar(
+    "switchboard_span", default=None
+)
+
+
+def start_server_span(path: str, metadata: Iterable[Any] | None) -> CallSpan | None:
     """A SERVER span for ``path``, child of the caller's ``traceparent``, made current.
 
     None when tracing is off. grpc.aio runs each call in its own task (its own
     context), so the span stays current for the rest of the call without a reset.
     """
+    if not _State.on:
+        return None
+    parent = None
+    for key, value in metadata or ():
+        if key == _TRACEPARENT:
+            parent = _parse_traceparent(value)
+            break
     tracer = _State.tracer
     if tracer is None:
-        return None
-    carrier = {k: v for k, v in metadata or () if k == _TRACEPARENT or k == "tracestate"}
-    parent = _PROPAGATOR.extract(carrier) if carrier else None
+        light = _child(parent)
+        _current.set(light)
+        return light
+    context = None if parent is None else trace.set_span_in_context(_remote(parent))
     span = tracer.start_span(
-        path.lstrip("/"), context=parent, kind=SpanKind.SERVER, attributes=_attributes(path)
+        path.lstrip("/"), context=context, kind=SpanKind.SERVER, attributes=_attributes(path)
     )
     otel_context.attach(trace.set_span_in_context(span))
+    _current.set(_light(span))
     return span
 
 
-def start_client_span(path: str) -> Span | None:
+def start_client_span(path: str) -> CallSpan | None:
     """A CLIENT span for ``path``, child of the current span; None when tracing is off."""
+    if not _State.on:
+        return None
     tracer = _State.tracer
     if tracer is None:
-        return None
+        return _child(_current.get())
     return tracer.start_span(path.lstrip("/"), kind=SpanKind.CLIENT, attributes=_attributes(path))
 
 
-def inject(span: Span, metadata: list[tuple[str, str]]) -> None:
-    """Append ``span``'s ``traceparent`` (and ``tracestate``) to ``metadata``."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    metadata.extend(carrier.items())
+def inject(span: CallSpan, metadata: list[tuple[str, str]]) -> None:
+    """Append ``span``'s W3C ``traceparent`` to ``metadata``."""
+    ids = span if isinstance(span, LightSpan) else _light(span)
+    metadata.append(
+        (_TRACEPARENT, f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.flags & 0xFF:02x}")
+    )
 
 
-def end_span(span: Span, code: grpc.StatusCode, *, server: bool = True) -> None:
-    """Set the gRPC status on ``span`` and end it."""
+def end_span(span: CallSpan, code: grpc.StatusCode, *, server: bool = True) -> None:
+    """Set the gRPC status on ``span`` and end it (nothing to do for a :class:`LightSpan`)."""
+    if isinstance(span, LightSpan):
+        return
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code is not grpc.StatusCode.OK and (not server or code in _SERVER_ERRORS):
         span.set_status(Status(StatusCode.ERROR, code.name))
@@ -171,16 +239,52 @@ def end_span(span: Span, code: grpc.StatusCode, *, server: bool = True) -> None:
 
 
 def current_trace_id() -> str | None:
-    """The current span's trace id (32 hex digits), or None outside a traced call."""
-    if _State.tracer is None:
+    """The handled call's trace id (32 hex digits), or None outside a traced call."""
+    span = _current.get()
+    return None if span is None else format(span.trace_id, "032x")
+
+
+def _parse_traceparent(value: str) -> LightSpan | None:
+    """``00-<32 hex>-<16 hex>-<2 hex>`` → ids and flags; None when malformed (a new trace)."""
+    parts = value.split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
         return None
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+    try:
+        parsed = LightSpan(int(parts[1], 16), int(parts[2], 16), int(parts[3][:2], 16))
+    except ValueError:
+        return None
+    return parsed if parsed.trace_id and parsed.span_id else None
+
+
+def _child(parent: LightSpan | None) -> LightSpan:
+    span_id = _random_bits(64) or 1
+    if parent is None:
+        return LightSpan(_random_bits(128) or 1, span_id, _SAMPLED)
+    return LightSpan(parent.trace_id, span_id, parent.flags)
+
+
+def _light(span: Span) -> LightSpan:
+    ctx = span.get_span_context()
+    return LightSpan(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+
+
+def _remote(parent: LightSpan) -> Span:
+    return NonRecordingSpan(
+        SpanContext(parent.trace_id, parent.span_id, True, TraceFlags(parent.flags))
+    )
+
+
+_ATTRIBUTES: dict[str, dict[str, str]] = {}
 
 
 def _attributes(path: str) -> dict[str, str]:
-    service, method = split_method(path)
-    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+    """A method's span attributes, built once per method (the SDK copies them)."""
+    found = _ATTRIBUTES.get(path)
+    if found is None:
+        service, method = split_method(path)
+        found = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        _ATTRIBUTES[path] = found
+    return found
 
 
 def _endpoint(env: Mapping[str, str]) -> str:

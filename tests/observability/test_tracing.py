@@ -225,12 +225,11 @@ def _json_lines(proc: Proc) -> list[dict[str, Any]]:
 
 
 def test_no_otel_variables_no_tracing() -> None:
-    assert not tracing.exporter_configured({})
+    assert tracing.tracing_mode({}) == "off"
     assert not tracing.configure_tracing("user", {})
     assert not tracing.tracing_enabled()
     assert tracing.start_client_span("/a.v1.S/M") is None
-    assert tracing.exporter_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"})
-    assert not tracing.exporter_configured(
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SDK_DISABLED": "true"}
-    )
-    assert not tracing.exporter_configured({"OTEL_TRACES_EXPORTER": "none"})
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    assert tracing.tracing_mode(endpoint) == "otlp"
+    assert tracing.tracing_mode({**endpoint, "OTEL_SDK_DISABLED": "true"}) == "off"
+    assert tracing.tracing_mode({"OTEL_TRACES_EXPORTER": "none"}) == "spans"

@@ -20,11 +20,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import grpc
-from opentelemetry.trace import Span
 
 from services.runtime.logs import ACCESS_LOG
 from services.runtime.metrics import ServerMethodMetrics
-from services.runtime.tracing import end_span, start_server_span
+from services.runtime.tracing import CallSpan, end_span, start_server_span
 
 __all__ = ["MethodObserver", "grpc_type"]
 
@@ -53,7 +52,7 @@ class MethodObserver:
         self._unary_request = not request_streaming
         self._unary_response = not response_streaming
 
-    def begin(self, metadata: Iterable[Any] | None) -> Span | None:
+    def begin(self, metadata: Iterable[Any] | None) -> CallSpan | None:
         """A call started: count it (and its request if unary); the span if tracing is on."""
         m = self.metrics
         if m is not None:
@@ -83,7 +82,7 @@ class MethodObserver:
         seconds: float,
         request_id: str,
         peer: str,
-        span: Span | None,
+        span: CallSpan | None,
     ) -> None:
         """The call ended with ``code``: handled count, latency, span status, access line."""
         if self.metrics is not None:
