@@ -99,6 +99,27 @@ DISCOVERY_AGE = Gauge(
     ("service",),
 )
 
+STORAGE_COMMIT_SECONDS = Histogram(
+    "switchboard_storage_commit_seconds",
+    "Write transactions: queue, run and commit (seconds).",
+    ("database",),
+    buckets=_BUCKETS,
+)
+STORAGE_QUERY_SECONDS = Histogram(
+    "switchboard_storage_query_seconds",
+    "Read snapshots run off the event loop (seconds).",
+    ("database",),
+    buckets=_BUCKETS,
+)
+STORAGE_REVISION = Gauge(
+    "switchboard_storage_revision", "The change log's last revision written.", ("database",)
+)
+STORAGE_WATCHERS = Gauge("switchboard_storage_watch_subscribers", "Open Watch streams.")
+STORAGE_REPLAYS = Counter(
+    "switchboard_storage_idempotent_replays_total",
+    "Mutations answered from a stored response (a retry with the same request_id).",
+)
+
 _scrape_hooks: list[Callable[[], Awaitable[None]]] = []
 
 

@@ -312,3 +312,20 @@ async def test_sd_lists_nothing_for_an_instance_without_a_side_port(tmp_path: Pa
             "the user instance is registered",
         )
         assert await get_json(f"http://{registry_http}/sd/prometheus") == []
+
+
+async def test_storage_metrics_of_a_service(stack: Stack) -> None:
+    config = ClientConfig(registry=RegistryConfig((stack.registry.address,)))
+    async with Client(config) as client:
+        users = UserClient(await client.connect("user", wait_s=5))
+        first = await users.create_user(email="b@example.com", display_name="B", request_id="k1")
+        again = await users.create_user(email="b@example.com", display_name="B", request_id="k1")
+        assert again.id == first.id
+        watch = users.watch_users(0).__aiter__()
+        await anext(watch)
+        text = await scrape(http_address(stack.user))
+        await watch.aclose()
+    assert sample(text, "switchboard_storage_idempotent_replays_total") == 1
+    assert (sample(text, "switchboard_storage_commit_seconds_count", database="user") or 0) >= 1
+    assert (sample(text, "switchboard_storage_revision", database="user") or 0) >= 1
+    assert sample(text, "switchboard_storage_watch_subscribers") == 1

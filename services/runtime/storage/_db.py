@@ -47,12 +47,14 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from services.runtime import metrics
 from services.runtime.errors import Unavailable
 from services.runtime.storage._backend import Connection, Transaction
 from services.runtime.storage._events import ChangeFeed, next_revision
@@ -171,6 +173,9 @@ class Database:
         self.changes = ChangeFeed()
         self._writer = _Worker(path, "sqlite-write")
         self._reader = _Worker(path, "sqlite-read")
+        self._commit_seconds = metrics.STORAGE_COMMIT_SECONDS.labels(path.stem)
+        self._query_seconds = metrics.STORAGE_QUERY_SECONDS.labels(path.stem)
+        self._revision = metrics.STORAGE_REVISION.labels(path.stem)
 
     @classmethod
     def open(cls, path: Path, migrations: Sequence[Migration]) -> Database:
@@ -197,13 +202,16 @@ class Database:
         process are woken when the caller resumes (or by their next poll).
         """
 
-        def run(conn: sqlite3.Connection) -> tuple[T, bool]:
+        def run(conn: sqlite3.Connection) -> tuple[T, int | None]:
             with transaction(conn) as tx:
                 result = fn(tx)
-            return result, tx.appended
+            return result, tx.revision if tx.appended else None
 
-        result, appended = await self._writer.run(run)
-        if appended:
+        start = time.perf_counter()
+        result, revision = await self._writer.run(run)
+        self._commit_seconds.observe(time.perf_counter() - start)
+        if revision is not None:
+            self._revision.set(revision)
             self.changes.notify()
         return result
 
@@ -231,7 +239,11 @@ class Database:
             finally:
                 conn.execute("COMMIT")
 
-        return await self._reader.run(run)
+        start = time.perf_counter()
+        try:
+            return await self._reader.run(run)
+        finally:
+            self._query_seconds.observe(time.perf_counter() - start)
 
     def secret(self, name: str, size: int = 32) -> bytes:
         """A random secret kept in the database: the same for every process sharing it.

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import Message
 
 from services.runtime.errors import InvalidArgument
+from services.runtime.metrics import STORAGE_REPLAYS
 from services.runtime.validation import MAX_REQUEST_ID_LENGTH
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def find_response(conn: Connection, key: RequestKey | None) -> bytes | None:
             violations=[("request_id", "already used for a different request; use a new one")],
             reason="REQUEST_ID_REUSED",
         )
+    STORAGE_REPLAYS.inc()
     return bytes(row[1])
 
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TypeVar
 
 from services.runtime.errors import InvalidArgument, Unavailable
+from services.runtime.metrics import STORAGE_WATCHERS
 from services.runtime.storage._backend import Backend, Connection
 from services.runtime.storage._events import LogEntry, read_events
 
@@ -77,8 +78,12 @@ async def watch_stream(
             "start_revision must not be negative",
             violations=[("start_revision", "must be 0 (the whole log) or a revision seen")],
         )
-    async for event in watch(start_revision):
-        yield event
+    STORAGE_WATCHERS.inc()
+    try:
+        async for event in watch(start_revision):
+            yield event
+    finally:
+        STORAGE_WATCHERS.dec()
     raise Unavailable(
         "the server is stopping: watch again from the last revision you saw",
         reason="SHUTTING_DOWN",
