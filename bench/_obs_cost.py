@@ -79,8 +79,11 @@ async def _start(config: Config, workdir: Path) -> tuple[asyncio.subprocess.Proc
         match = _LISTENING.search(log.read_bytes())
         if match:
             return process, int(match[1])
+        if process.returncode is not None:
+            break
         await asyncio.sleep(0.05)  # a log file sends no event
-    process.kill()
+    if process.returncode is None:
+        process.kill()
     raise RuntimeError(f"user did not start:\n{log.read_text()[-2000:]}")
 
 
