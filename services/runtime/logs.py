@@ -5,7 +5,7 @@ there is one). ``json`` writes one object per line::
 
     {"time": "2026-12-01T23:59:01.123Z", "level": "INFO", "logger": "switchboard.access",
      "message": "...", "request_id": "5f0c...", "trace_id": "4bf9...",
-     "method": "/switchboard.user.v1.UserService/GetUser", "code": "OK",
+     "method": "/greeter.v1.Greeter/SayHello", "code": "OK",
      "duration": 0.00031, "peer": "ipv4:127.0.0.1:50412"}
 
 The access log (one line per call) does not go through ``logging`` once a

@@ -14,11 +14,11 @@ Spans follow OpenTelemetry's RPC conventions: name ``pkg.Service/Method``,
 kind SERVER or CLIENT, attributes ``rpc.system=grpc``, ``rpc.service``,
 ``rpc.method``, ``rpc.grpc.status_code``. The client puts ``traceparent`` in
 the call's metadata; the server continues that trace, and calls made while
-handling it (a product's seller check) are its children.
+handling it (a downstream check, say) are its children.
 
 Example::
 
-    configure_tracing("product")          # reads OTEL_*; False when tracing stays off
+    configure_tracing("greeter")          # reads OTEL_*; False when tracing stays off
     span = start_server_span("/a.v1.S/Get", metadata)
     ...
     end_span(span, grpc.StatusCode.OK)
@@ -112,7 +112,7 @@ def tracing_mode(environ: Mapping[str, str] | None = None) -> str:
 def configure_tracing(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Turn tracing on as the ``OTEL_*`` variables say (see :func:`tracing_mode`); True if on.
 
-    ``OTEL_SERVICE_NAME`` overrides ``service_name``. Example: ``configure_tracing("user")``.
+    ``OTEL_SERVICE_NAME`` overrides ``service_name``. Example: ``configure_tracing("greeter")``.
     """
     mode = tracing_mode(environ)
     if mode == "off":
@@ -132,7 +132,7 @@ def configure_tracing(service_name: str, environ: Mapping[str, str] | None = Non
 
 def enable_tracing(service_name: str, exporter: SpanExporter | None = None) -> TracerProvider:
     """Record spans with the OpenTelemetry SDK, exported by ``exporter`` (None: add your own
-    span processor to the returned provider). Example: ``enable_tracing("user", exporter)``.
+    span processor to the returned provider). Example: ``enable_tracing("greeter", exporter)``.
     """
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter is not None:
