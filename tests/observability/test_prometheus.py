@@ -328,3 +328,23 @@ async def test_storage_metrics_of_a_service(stack: Stack) -> None:
     assert (sample(text, "switchboard_storage_commit_seconds_count", database="user") or 0) >= 1
     assert (sample(text, "switchboard_storage_revision", database="user") or 0) >= 1
     assert sample(text, "switchboard_storage_watch_subscribers") == 1
+
+
+async def test_registry_metrics(stack: Stack) -> None:
+    registry = http_address(stack.registry)
+    text = await eventually(
+        lambda: scrape(registry),
+        lambda t: (sample(t, "switchboard_registry_renewals_total") or 0) >= 1,
+        TTL_S + 5,
+        "a lease renewal",
+    )
+    assert sample(text, "switchboard_registry_instances", service="user") == 1
+    assert sample(text, "switchboard_registry_instances", service="product") == 1
+    assert sample(text, "switchboard_registry_leases") == 2
+    assert sample(text, "switchboard_registry_registrations_total") == 2
+    assert (sample(text, "switchboard_registry_watchers") or 0) >= 1  # product follows user
+    assert (sample(text, "switchboard_registry_revision") or 0) > 0
+    stored = sample(
+        text, "switchboard_registry_store_seconds_count", operation="register", backend="memory"
+    )
+    assert stored == 2

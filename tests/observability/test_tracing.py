@@ -26,9 +26,21 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.product.client import ProductClient
-from services.runtime import Client, ClientConfig, NotFound, RegistryConfig, tracing
+from services.runtime import (
+    Client,
+    ClientConfig,
+    Internal,
+    NotFound,
+    RegistryConfig,
+    ServerConfig,
+    create_server,
+    tracing,
+)
 from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
+from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
+from tests._support import failure
+from tests.client._fakes import FakeUsers, users_service
 from tests.observability._support import Launcher, Proc, eventually
 
 pytestmark = pytest.mark.e2e
@@ -233,3 +245,34 @@ def test_no_otel_variables_no_tracing() -> None:
     assert tracing.tracing_mode(endpoint) == "otlp"
     assert tracing.tracing_mode({**endpoint, "OTEL_SDK_DISABLED": "true"}) == "off"
     assert tracing.tracing_mode({"OTEL_TRACES_EXPORTER": "none"}) == "spans"
+
+
+@pytest.fixture
+def propagation() -> Iterator[None]:
+    """Trace context on in this process (no SDK); off again afterwards."""
+    tracing.enable_propagation()
+    try:
+        yield
+    finally:
+        tracing.shutdown_tracing()
+
+
+async def test_an_internal_error_carries_the_trace_id(propagation: None) -> None:
+    users = FakeUsers()
+    users.script["GetUser"] = [RuntimeError("boom")]
+    server, port = create_server([users_service(users)], ServerConfig(listen="127.0.0.1:0"))
+    await server.start()
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = user_service_pb2_grpc.UserServiceStub(channel)
+            call = stub.GetUser(
+                user_service_pb2.GetUserRequest(id="x"), metadata=(("traceparent", traceparent),)
+            )
+            error = await failure(call)
+    finally:
+        await server.stop(None)
+    assert isinstance(error, Internal)
+    assert error.metadata["trace_id"] == trace_id and error.metadata["request_id"]
+    assert "boom" not in error.message
