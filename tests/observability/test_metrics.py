@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from services.runtime import (
+    BindError,
     Client,
     ClientConfig,
     ConfigError,
@@ -28,6 +30,7 @@ from services.runtime import (
 )
 from services.runtime.config import access_log_sampling
 from services.runtime.logs import AccessLog
+from services.runtime.server._http import HttpSidePort
 from services.user.client import GET_USER, WATCH_USERS
 from switchboard.user.v1 import user_service_pb2
 from tests.client._fakes import FakeUsers, users_service
@@ -187,3 +190,19 @@ def test_access_log_samples_successes_and_keeps_every_error(
     log.flush()
     assert [line.split(" code=")[1].split(" ")[0] for line in lines] == ["OK", "OK", "NOT_FOUND"]
     assert all("method=/a.v1.S/Get" in line and "request_id=rid" in line for line in lines)
+
+
+async def test_a_taken_side_port_is_an_error_only_when_chosen() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        chosen = ServerConfig(listen="127.0.0.1:0", http_listen=f"127.0.0.1:{port}")
+        with pytest.raises(BindError, match="--http-listen"):
+            await serve([users_service(FakeUsers())], chosen, stop=asyncio.Event())
+        if port > 1000:  # the derived default (gRPC port + 1000) gives way to a free port
+            derived = ServerConfig(listen=f"127.0.0.1:{port - 1000}")
+            side = HttpSidePort(derived)
+            endpoint = await side.start()
+            assert endpoint is not None and not endpoint.listen.endswith(f":{port}")
+            await side.stop()

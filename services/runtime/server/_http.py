@@ -104,7 +104,7 @@ class HttpSidePort:
         await runner.setup()
         host, port = address
         try:
-            await web.TCPSite(runner, host, port).start()
+            await self._listen(runner, host, port)
         except OSError as err:
             await runner.cleanup()
             raise _bind_error(host, port, err) from None
@@ -114,6 +114,18 @@ class HttpSidePort:
         _current.set(endpoint)
         _log.info("HTTP side port on %s (/metrics)", endpoint.listen)
         return endpoint
+
+    async def _listen(self, runner: web.AppRunner, host: str, port: int) -> None:
+        """Bind ``host:port``. A derived default port (gRPC + 1000) that is taken gives
+        way to a free one, with a warning: scrapers find the side port through the
+        registry, which is told the real one. A port given by flag must be free."""
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as err:
+            if self._config.http_listen is not None or err.errno != errno.EADDRINUSE or not port:
+                raise
+            _log.warning("HTTP port %d is in use: taking a free one (set --http-listen)", port)
+            await web.TCPSite(runner, host, 0).start()
 
     async def stop(self) -> None:
         """Stop serving HTTP."""
