@@ -40,6 +40,7 @@ from services.runtime.tracing import current_trace_id
 __all__ = ["ACCESS_LOG", "AccessLog", "JsonFormatter", "TextFormatter", "configure_logging"]
 
 access_logger = logging.getLogger("switchboard.access")
+_ROOT = logging.getLogger()
 _FLUSH_AFTER_S = 0.1
 _FLUSH_BYTES = 64 * 1024
 _ACCESS_FIELDS = ("grpc_method", "grpc_code", "duration_ms", "peer")
@@ -108,16 +109,19 @@ class AccessLog:
         self._seen = 0
         self._json = False
         self._stream: IO[str] | None = None  # None: through ``logging``
+        self._handlers: list[logging.Handler] = []  # root's handlers when the stream was set
         self._buffer: list[str] = []
         self._size = 0
         self._flush_handle: asyncio.TimerHandle | None = None
 
     def configure(self, access_log: str, *, stream: IO[str] | None, json_lines: bool) -> None:
         """Sampling from ``access_log`` (``all|errors|sampled:N``); ``stream`` None keeps
-        ``logging``."""
+        ``logging``. The stream is used only while the root logger keeps the handlers it
+        has now: a handler added later (a test's log capture) gets the lines again."""
         self.flush()
         self.every = access_log_sampling(access_log)
         self._stream = stream
+        self._handlers = list(_ROOT.handlers)
         self._json = json_lines
 
     def record(
@@ -128,7 +132,7 @@ class AccessLog:
             self._seen += 1
             if self.every == 0 or self._seen % self.every:
                 return
-        if self._stream is None:
+        if self._stream is None or _ROOT.handlers != self._handlers:
             _through_logging(method, code, elapsed_ms, request_id, peer)
         elif access_logger.isEnabledFor(logging.INFO):
             self._append(self._line(method, code.name, elapsed_ms, request_id, peer))

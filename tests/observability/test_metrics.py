@@ -206,3 +206,34 @@ async def test_a_taken_side_port_is_an_error_only_when_chosen() -> None:
             endpoint = await side.start()
             assert endpoint is not None and not endpoint.listen.endswith(f":{port}")
             await side.stop()
+
+
+def test_access_lines_reach_a_handler_added_after_configure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="switchboard.access")
+    written: list[str] = []
+
+    class Sink:
+        def write(self, text: str) -> None:
+            written.append(text)
+
+        def flush(self) -> None:
+            """Nothing buffered here."""
+
+    log = AccessLog()
+    log.configure("all", stream=Sink(), json_lines=False)  # type: ignore[arg-type]
+    log.record("/a.v1.S/Get", grpc.StatusCode.OK, 0.2, "before", "peer")
+    log.flush()
+    assert len(written) == 1 and "request_id=before" in written[0]
+    added = logging.Handler()
+    seen: list[logging.LogRecord] = []
+    added.emit = seen.append  # type: ignore[method-assign,assignment]
+    logging.getLogger().addHandler(added)
+    try:
+        log.record("/a.v1.S/Get", grpc.StatusCode.OK, 0.2, "after", "peer")
+    finally:
+        logging.getLogger().removeHandler(added)
+    log.flush()
+    assert [r.getMessage().split("request_id=")[1].split()[0] for r in seen] == ["after"]
+    assert len(written) == 1
