@@ -79,7 +79,7 @@ fmt: $(STAMP) ## Format and fix imports with ruff
 # --- run & test ------------------------------------------------------------
 
 .PHONY: test
-test: $(STAMP) tools-postgres tools-prometheus ## Create the venv (and install PostgreSQL, Prometheus) if needed, then run every test
+test: $(STAMP) tools-postgres tools-prometheus tools-chromium ## Create the venv (and install PostgreSQL, Prometheus, Chromium) if needed, then run every test
 	$(PY) -m pytest
 
 .PHONY: run
@@ -92,6 +92,10 @@ DATA_DIR ?= var
 reset-data: ## Delete the services' data (DATA_DIR, default ./var); keeps the venv and tools
 	rm -rf -- "$(DATA_DIR)"
 	@echo "removed $(DATA_DIR): the next 'make run' starts with empty services"
+
+.PHONY: console-screenshot
+console-screenshot: $(STAMP) tools-chromium ## Regenerate docs/console.png (the README's console screenshot)
+	$(PY) -m tests.console.screenshot docs/console.png
 
 .PHONY: clean
 clean: ## Remove the venv, caches and data (generated/ is committed and kept)

@@ -27,6 +27,7 @@ from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry._store import MemoryStore
 from registry.xds import ControlPlane
+from registry.console import Console
 from services.runtime import (
     ConfigError,
     ListeningHook,
@@ -100,13 +101,14 @@ async def run(
     if settings.token is None:
         _log.warning("no token configured: registry writes are open to every client")
     remove_hook = add_scrape_hook(lambda: refresh_gauges(store))
+    console = Console(store, token=settings.token)  # the web console at / on the HTTP port
     try:
         await serve(
             [registry_service(servicer), xds.service()],
             config,
-            hooks=[ListeningHook("registry", config), _EndStreams(servicer), xds],
+            hooks=[ListeningHook("registry", config), _EndStreams(servicer), xds, console],
             stop=stop,
-            http_routes=registry_http_routes(store),
+            http_routes=[*registry_http_routes(store), *console.routes()],
         )
     finally:
         remove_hook()

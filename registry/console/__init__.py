@@ -1,0 +1,56 @@
+"""The registry's read-only web console: the page at ``/`` and its JSON API.
+
+:class:`Console` is both the console's routes (``console.routes()``, served on
+the registry's HTTP side port) and a lifecycle hook that starts and stops the
+live view (:class:`ConsoleModel`) with the server.
+
+Example::
+
+    console = Console(store, token=settings.token)
+    await serve(services, config, hooks=[console], http_routes=console.routes())
+"""
+
+from __future__ import annotations
+
+import logging
+
+from registry._store import RegistryStore
+from registry.console._health import check_health
+from registry.console._model import ConsoleModel, instance_json
+from registry.console._web import COOKIE, SECURITY_HEADERS, console_routes
+from services.runtime import HttpRoute, current_http_address
+
+_log = logging.getLogger("registry.console")
+
+__all__ = [
+    "COOKIE",
+    "SECURITY_HEADERS",
+    "Console",
+    "ConsoleModel",
+    "check_health",
+    "console_routes",
+    "instance_json",
+]
+
+
+class Console:
+    """The console of one registry process: its model, routes and start/stop hook."""
+
+    def __init__(self, store: RegistryStore, *, token: str | None = None) -> None:
+        self.model = ConsoleModel(store, health_check=check_health)
+        self._token = token
+
+    def routes(self) -> list[HttpRoute]:
+        """The console's routes (``/``, ``/static/*``, ``/login``, ``/api/v1/*``)."""
+        return console_routes(self.model, self._token)
+
+    async def started(self, port: int) -> None:
+        """Start following the store once the server is up; log the console's URL."""
+        await self.model.start()
+        address = current_http_address()
+        if address is not None:
+            _log.info("registry console at http://%s/", address)
+
+    async def stopping(self) -> None:
+        """End the SSE streams first: they would hold up the HTTP server's shutdown."""
+        await self.model.stop()
