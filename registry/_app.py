@@ -96,12 +96,12 @@ async def run(
     """Serve the registry with an in-memory store until SIGTERM/SIGINT (or ``stop``)."""
     store = InstrumentedStore(MemoryStore(settings.limits), backend="memory")
     await store.start()
-    servicer = RegistryServicer(store, settings, bind_certificates=config.mtls)
+    console = Console(store, token=settings.token)  # the web console at / on the HTTP port
+    servicer = RegistryServicer(console.tap(store), settings, bind_certificates=config.mtls)
     xds = ControlPlane(store)  # xDS (ADS) on the same port: any gRPC client dials xds:///name
     if settings.token is None:
         _log.warning("no token configured: registry writes are open to every client")
     remove_hook = add_scrape_hook(lambda: refresh_gauges(store))
-    console = Console(store, token=settings.token)  # the web console at / on the HTTP port
     try:
         await serve(
             [registry_service(servicer), xds.service()],

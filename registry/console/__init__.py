@@ -7,6 +7,7 @@ live view (:class:`ConsoleModel`) with the server.
 Example::
 
     console = Console(store, token=settings.token)
+    servicer = RegistryServicer(console.tap(store), settings)   # notes granted lease TTLs
     await serve(services, config, hooks=[console], http_routes=console.routes())
 """
 
@@ -16,6 +17,7 @@ import logging
 
 from registry._store import RegistryStore
 from registry.console._health import check_health
+from registry.console._leases import TtlTap
 from registry.console._model import ConsoleModel, instance_json
 from registry.console._web import COOKIE, SECURITY_HEADERS, console_routes
 from services.runtime import HttpRoute, current_http_address
@@ -27,6 +29,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "Console",
     "ConsoleModel",
+    "TtlTap",
     "check_health",
     "console_routes",
     "instance_json",
@@ -39,6 +42,10 @@ class Console:
     def __init__(self, store: RegistryStore, *, token: str | None = None) -> None:
         self.model = ConsoleModel(store, health_check=check_health)
         self._token = token
+
+    def tap(self, store: RegistryStore) -> TtlTap:
+        """``store`` for the servicer to write through, noting each granted lease TTL."""
+        return TtlTap(store, self.model.lease_ttls)
 
     def routes(self) -> list[HttpRoute]:
         """The console's routes (``/``, ``/static/*``, ``/login``, ``/api/v1/*``)."""

@@ -95,6 +95,7 @@ class ConsoleModel:
         self.services: dict[str, dict[str, dict[str, Any]]] = {}
         self.revision = 0
         self.timeline: deque[dict[str, Any]] = deque(maxlen=timeline)
+        self.lease_ttls: dict[tuple[str, str], float] = {}  # filled by TtlTap
         self._health: dict[tuple[str, str], str] = {}
         self._checked: dict[tuple[str, str], float] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
@@ -168,7 +169,8 @@ class ConsoleModel:
 
     def _with_health(self, instance: dict[str, Any]) -> dict[str, Any]:
         key = (instance["service"], instance["instance_id"])
-        return {**instance, "health": self._health.get(key, "UNKNOWN")}
+        health = self._health.get(key, "UNKNOWN")
+        return {**instance, "health": health, "ttl_s": self.lease_ttls.get(key)}
 
     # -- following the store ----------------------------------------------------------
 
@@ -223,6 +225,7 @@ class ConsoleModel:
             instances.pop(item.instance.instance_id, None)
             self._health.pop((name, item.instance.instance_id), None)
             self._checked.pop((name, item.instance.instance_id), None)
+            self.lease_ttls.pop((name, item.instance.instance_id), None)
         else:
             instances[item.instance.instance_id] = instance
         entry = {

@@ -38,7 +38,9 @@ async def screenshot(out: Path) -> None:
                 await page.goto(f"http://{http_address(registry)}/")
                 await expect(page.locator(f'tr[data-instance="{extra_id}"]')).to_have_count(2)
                 extra.kill()
-                expired = page.locator(f'#timeline tr[data-type="EXPIRED"][data-instance="{extra_id}"]')
+                expired = page.locator(
+                    f'#timeline tr[data-type="EXPIRED"][data-instance="{extra_id}"]'
+                )
                 await expect(expired).to_be_visible(timeout=5_000)
                 await expect(page.locator("td.health-SERVING")).to_have_count(2, timeout=5_000)
                 out.parent.mkdir(parents=True, exist_ok=True)

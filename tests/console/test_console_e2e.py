@@ -6,6 +6,7 @@ ports; the page is opened once and never reloaded while instances come and go.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from tests.console._support import (
     start_platform,
 )
 from tests.observability._support import get_json, http_address
-from tests.reliability._support.procs import Launcher, Proc
+from tests.reliability._support.procs import Launcher
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e
@@ -71,6 +72,8 @@ async def test_live_page_follows_instances_as_they_come_and_expire(
         second_row = page.locator(f'#service-user tbody tr[data-instance="{second_id}"]')
         await expect(second_row).to_be_visible(timeout=2_000)
         await expect(page.locator('#services tr[data-service="user"] td')).to_have_text("2")
+        lease_left = second_row.locator("td[data-expires]")  # renewed every TTL/3
+        await expect(lease_left).to_have_text(re.compile(r"^[0-2] s$"))
 
         # The metadata value is shown as text, never run as markup.
         await expect(second_row.locator("dd", has_text=XSS)).to_have_text(XSS)
@@ -115,6 +118,7 @@ async def test_json_api_answers_scripts(launcher: Launcher, tmp_path: Path) -> N
     assert instance["instance_id"] == instance_id(user)
     assert instance["address"] == user.address
     assert instance["register_time_ms"] <= instance["renew_time_ms"]
+    assert instance["ttl_s"] > 0 and instance["health"] in {"SERVING", "UNKNOWN"}
 
 
 async def test_with_a_token_the_page_asks_for_it_and_shows_no_data(

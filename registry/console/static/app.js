@@ -29,6 +29,25 @@
     return td;
   }
 
+  function leftText(ms) {
+    const s = Math.max(0, Math.ceil((ms - Date.now()) / 1000));
+    return s + " s";
+  }
+
+  // The lease runs out at the last renewal + its TTL (unknown when another replica granted it).
+  function leaseCell(inst) {
+    if (inst.ttl_s === null || inst.ttl_s === undefined) {
+      const td = el("td", "—");
+      td.title = "TTL granted by another registry replica";
+      return td;
+    }
+    const expires = inst.renew_time_ms + inst.ttl_s * 1000;
+    const td = el("td", leftText(expires), "num");
+    td.dataset.expires = String(expires);
+    td.title = "TTL " + inst.ttl_s + " s";
+    return td;
+  }
+
   function filterText() {
     return $("filter").value.trim().toLowerCase();
   }
@@ -81,6 +100,7 @@
       el("td", inst.health, "health-" + inst.health),
       timeCell(inst.register_time_ms),
       timeCell(inst.renew_time_ms),
+      leaseCell(inst),
       meta,
     );
     return tr;
@@ -94,7 +114,7 @@
     const caption = el("caption", service.name + " (" + service.instance_count + ")");
     const head = el("thead");
     const hr = el("tr");
-    for (const title of ["Instance", "Address", "Version", "Health", "Registered", "Renewed", "Metadata"]) {
+    for (const title of ["Instance", "Address", "Version", "Health", "Registered", "Renewed", "Lease left", "Metadata"]) {
       const th = el("th", title);
       th.scope = "col";
       hr.append(th);
@@ -159,6 +179,9 @@
   function tick() {
     for (const td of document.querySelectorAll("td[data-since]")) {
       td.textContent = ago(Number(td.dataset.since));
+    }
+    for (const td of document.querySelectorAll("td[data-expires]")) {
+      td.textContent = leftText(Number(td.dataset.expires));
     }
   }
 
