@@ -97,6 +97,10 @@ reset-data: ## Delete the services' data (DATA_DIR, default ./var); keeps the ve
 console-screenshot: $(STAMP) tools-chromium ## Regenerate docs/console.png (the README's console screenshot)
 	$(PY) -m tests.console.screenshot docs/console.png
 
+.PHONY: console-measure
+console-measure: $(STAMP) tools-chromium ## Console load time and payload with 1,000 instances registered
+	$(PY) -m tests.console.measure
+
 .PHONY: clean
 clean: ## Remove the venv, caches and data (generated/ is committed and kept)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var

@@ -37,14 +37,20 @@
   // The lease runs out at the last renewal + its TTL (unknown when another replica granted it).
   function leaseCell(inst) {
     if (inst.ttl_s === null || inst.ttl_s === undefined) {
-      const td = el("td", "—");
+      const td = el("td", "—", "lease-unknown");
       td.title = "TTL granted by another registry replica";
       return td;
     }
     const expires = inst.renew_time_ms + inst.ttl_s * 1000;
-    const td = el("td", leftText(expires), "num");
+    const td = el("td", leftText(expires), "num lease");
     td.dataset.expires = String(expires);
     td.title = "TTL " + inst.ttl_s + " s";
+    return td;
+  }
+
+  function renewedCell(inst) {
+    const td = timeCell(inst.renew_time_ms);
+    td.classList.add("renewed");
     return td;
   }
 
@@ -97,9 +103,9 @@
       th,
       el("td", inst.address, "mono"),
       el("td", inst.version),
-      el("td", inst.health, "health-" + inst.health),
+      el("td", inst.health, "health health-" + inst.health),
       timeCell(inst.register_time_ms),
-      timeCell(inst.renew_time_ms),
+      renewedCell(inst),
       leaseCell(inst),
       meta,
     );
@@ -129,8 +135,36 @@
     return section;
   }
 
+  // One section per service, rebuilt only when that service changed (a 1,000-row page
+  // must not be redrawn for every health result or renewal: those update cells in place).
+  const sections = new Map();
+  const dirty = new Set();
+
   function renderInstances(names) {
-    $("instances").replaceChildren(...names.map((n) => instanceTable(state.services.get(n))));
+    for (const name of [...sections.keys()]) {
+      if (!state.services.has(name)) sections.delete(name);
+    }
+    for (const name of dirty) {
+      if (state.services.has(name)) sections.set(name, instanceTable(state.services.get(name)));
+    }
+    dirty.clear();
+    const wanted = [...sections.keys()].sort().map((name) => sections.get(name));
+    const box = $("instances");
+    const current = [...box.children];
+    if (wanted.length !== current.length || wanted.some((node, i) => node !== current[i])) {
+      box.replaceChildren(...wanted);
+    }
+    const visible = new Set(names);
+    for (const [name, section] of sections) section.hidden = !visible.has(name);
+  }
+
+  function findRow(service, instanceId) {
+    const section = sections.get(service);
+    if (!section) return null;
+    for (const tr of section.querySelectorAll("tbody tr")) {
+      if (tr.dataset.instance === instanceId) return tr;
+    }
+    return null;
   }
 
   function renderTimeline() {
@@ -188,11 +222,13 @@
   function putService(service) {
     if (service.instance_count === 0) state.services.delete(service.name);
     else state.services.set(service.name, service);
+    dirty.add(service.name);
   }
 
   const handlers = {
     snapshot(data) {
       state.services = new Map();
+      sections.clear();
       for (const service of data.services) putService(service);
       state.timeline = data.timeline;
       state.revision = data.revision;
@@ -211,7 +247,13 @@
         const service = state.services.get(name);
         if (!service) continue;
         for (const inst of service.instances) {
-          if (inst.instance_id in renewed) inst.renew_time_ms = renewed[inst.instance_id];
+          if (!(inst.instance_id in renewed)) continue;
+          inst.renew_time_ms = renewed[inst.instance_id];
+          const tr = findRow(name, inst.instance_id);
+          if (tr) {
+            tr.querySelector("td.renewed").replaceWith(renewedCell(inst));
+            tr.querySelector("td.lease, td.lease-unknown").replaceWith(leaseCell(inst));
+          }
         }
       }
     },
@@ -219,7 +261,10 @@
       for (const h of data.health) {
         const service = state.services.get(h.service);
         const inst = service && service.instances.find((i) => i.instance_id === h.instance_id);
-        if (inst) inst.health = h.health;
+        if (!inst) continue;
+        inst.health = h.health;
+        const tr = findRow(h.service, h.instance_id);
+        if (tr) tr.querySelector("td.health").replaceWith(el("td", h.health, "health health-" + h.health));
       }
     },
   };
@@ -230,7 +275,8 @@
       source.addEventListener(name, (message) => {
         state.live = true;
         handle(JSON.parse(message.data));
-        render();
+        if (name === "snapshot" || name === "service" || name === "change") render();
+        else renderStatus();
       });
     }
     source.addEventListener("error", () => {
