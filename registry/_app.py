@@ -106,7 +106,12 @@ async def run(
         await serve(
             [registry_service(servicer), xds.service()],
             config,
-            hooks=[ListeningHook("registry", config), _EndStreams(servicer), xds, console],
+            hooks=[
+                ListeningHook("registry", config, extra=console.url_note),
+                _EndStreams(servicer),
+                xds,
+                console,
+            ],
             stop=stop,
             http_routes=[*registry_http_routes(store), *console.routes()],
         )

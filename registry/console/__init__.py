@@ -13,16 +13,12 @@ Example::
 
 from __future__ import annotations
 
-import logging
-
 from registry._store import RegistryStore
 from registry.console._health import check_health
 from registry.console._leases import TtlTap
 from registry.console._model import ConsoleModel, instance_json
 from registry.console._web import COOKIE, SECURITY_HEADERS, console_routes
 from services.runtime import HttpRoute, current_http_address
-
-_log = logging.getLogger("registry.console")
 
 __all__ = [
     "COOKIE",
@@ -51,12 +47,17 @@ class Console:
         """The console's routes (``/``, ``/static/*``, ``/login``, ``/api/v1/*``)."""
         return console_routes(self.model, self._token)
 
-    async def started(self, port: int) -> None:
-        """Start following the store once the server is up; log the console's URL."""
-        await self.model.start()
+    def url_note(self) -> str:
+        """``, console http://HOST:PORT/`` for the listening line (empty when HTTP is off).
+
+        Example: ``ListeningHook("registry", config, extra=console.url_note)``.
+        """
         address = current_http_address()
-        if address is not None:
-            _log.info("registry console at http://%s/", address)
+        return "" if address is None else f", console http://{address}/"
+
+    async def started(self, port: int) -> None:
+        """Start following the store once the server is up."""
+        await self.model.start()
 
     async def stopping(self) -> None:
         """End the SSE streams first: they would hold up the HTTP server's shutdown."""

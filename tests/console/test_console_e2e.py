@@ -111,6 +111,7 @@ async def test_live_page_follows_instances_as_they_come_and_expire(
 async def test_json_api_answers_scripts(launcher: Launcher, tmp_path: Path) -> None:
     registry, user, _product = await start_platform(launcher, tmp_path)
     base = f"http://{http_address(registry)}"
+    assert f"console {base}/" in registry.log()  # the listening line names the console
     listed = await _eventually_json(f"{base}/api/v1/services", lambda d: len(d["services"]) == 2)
     assert [s["name"] for s in listed["services"]] == ["product", "user"]
     answer = await get_json(f"{base}/api/v1/services/user/instances")

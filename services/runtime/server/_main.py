@@ -92,15 +92,22 @@ class ListeningHook:
     runs ``on_stopping`` (e.g. ending the store's watch streams, which would hold up the drain).
 
     The log line is what scripts and tests read to learn the port when
-    listening on port 0. Example: ``ListeningHook("greeter", config, store.end_watches)``.
+    listening on port 0. ``extra`` adds to the end of it once serving (the registry
+    names its web console's URL). Example: ``ListeningHook("greeter", config, store.end_watches)``.
     """
 
     def __init__(
-        self, name: str, config: ServerConfig, on_stopping: Callable[[], None] | None = None
+        self,
+        name: str,
+        config: ServerConfig,
+        on_stopping: Callable[[], None] | None = None,
+        *,
+        extra: Callable[[], str] | None = None,
     ) -> None:
         self._name = name
         self._config = config
         self._on_stopping = on_stopping
+        self._extra = extra
         self._log = logging.getLogger(f"switchboard.{name}")
 
     async def started(self, port: int) -> None:
@@ -109,6 +116,8 @@ class ListeningHook:
         if http is not None:
             line += f" (http {http.listen})"
         line += _security(self._config)
+        if self._extra is not None:
+            line += self._extra()
         if self._log.isEnabledFor(logging.INFO):
             self._log.info(line)
         else:  # whoever started us on port 0 needs the port, whatever the log level
