@@ -192,7 +192,7 @@ class ConsoleModel:
         for name in listed - self._watches.keys():
             self._watches[name] = asyncio.create_task(self._follow(name, start))
         for name in self._watches.keys() - listed:
-            if not self.services.get(name) and self._watches[name].done() is False:
+            if not self.services.get(name):  # emptied: stop watching (bounds the watches)
                 self._watches.pop(name).cancel()
                 self.services.pop(name, None)
         self._listed_revision = revision

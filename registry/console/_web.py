@@ -184,8 +184,8 @@ async def _stream(model: ConsoleModel, request: web.Request) -> web.StreamRespon
             if message is None:
                 break
             await response.write(_event(*message))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the page went away
+    except ConnectionResetError:
+        pass  # the page went away (aiohttp may also cancel us: that propagates)
     finally:
         model.unsubscribe(queue)
     return response
