@@ -180,7 +180,7 @@ class ConsoleModel:
             try:
                 await self._discover()
             except errors.Unavailable:
-                return  # the store is closing
+                pass  # the store is unreachable for now (etcd) or closing: stop() ends us
             except Exception:  # one failed listing must not end discovery
                 _log.exception("console: listing services failed")
             await asyncio.sleep(self._discover_s)
@@ -206,10 +206,10 @@ class ConsoleModel:
                     async for item in stream:
                         revision = max(revision, self._apply(name, item))
             except errors.Unavailable:
-                return
-            except Exception:  # resume from the last revision seen
+                pass  # unreachable for now, or closing (then stop() cancels us)
+            except Exception:
                 _log.exception("console: watch of %s failed; resuming", name)
-                await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # resume from the last revision seen
 
     def _apply(self, name: str, item: WatchItem) -> int:
         """Fold one watch item into the view and publish it; return its revision."""
@@ -247,7 +247,7 @@ class ConsoleModel:
             try:
                 await self._refresh_renewals()
             except errors.Unavailable:
-                return
+                pass
             except Exception:
                 _log.exception("console: reading renewals failed")
 
