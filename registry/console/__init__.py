@@ -35,9 +35,12 @@ __all__ = [
 class Console:
     """The console of one registry process: its model, routes and start/stop hook."""
 
-    def __init__(self, store: RegistryStore, *, token: str | None = None) -> None:
+    def __init__(
+        self, store: RegistryStore, *, token: str | None = None, locked: str | None = None
+    ) -> None:
         self.model = ConsoleModel(store, health_check=check_health)
         self._token = token
+        self._locked = locked
 
     def tap(self, store: RegistryStore) -> TtlTap:
         """``store`` for the servicer to write through, noting each granted lease TTL."""
@@ -45,7 +48,7 @@ class Console:
 
     def routes(self) -> list[HttpRoute]:
         """The console's routes (``/``, ``/static/*``, ``/login``, ``/api/v1/*``)."""
-        return console_routes(self.model, self._token)
+        return console_routes(self.model, self._token, locked=self._locked)
 
     def url_note(self) -> str:
         """``, console http://HOST:PORT/`` for the listening line (empty when HTTP is off).
@@ -53,11 +56,14 @@ class Console:
         Example: ``ListeningHook("registry", config, extra=console.url_note)``.
         """
         address = current_http_address()
-        return "" if address is None else f", console http://{address}/"
+        if address is None or self._locked is not None:
+            return ""
+        return f", console http://{address}/"
 
     async def started(self, port: int) -> None:
-        """Start following the store once the server is up."""
-        await self.model.start()
+        """Start following the store once the server is up (not when locked)."""
+        if self._locked is None:
+            await self.model.start()
 
     async def stopping(self) -> None:
         """End the SSE streams first: they would hold up the HTTP server's shutdown."""

@@ -59,8 +59,16 @@ def _asset(name: str) -> bytes:
     return resources.files("registry.console").joinpath("static", name).read_bytes()
 
 
-def console_routes(model: ConsoleModel, token: str | None) -> list[HttpRoute]:
-    """The console's routes on the registry's HTTP side port."""
+def console_routes(
+    model: ConsoleModel, token: str | None, *, locked: str | None = None
+) -> list[HttpRoute]:
+    """The console's routes on the registry's HTTP side port.
+
+    ``locked`` (a reason) turns the console off: every data route answers 403
+    with it. For a registry whose reads need an identity the console cannot check.
+    """
+    if locked is not None:
+        return _locked_routes(locked)
     gate = _Gate(token)
     static = {name: _asset(name) for name in _STATIC_TYPES}
     index, login = _asset("index.html"), _asset("login.html")
@@ -100,6 +108,16 @@ def console_routes(model: ConsoleModel, token: str | None) -> list[HttpRoute]:
         HttpRoute("GET", "/api/v1/services/{name}/instances", gate.guard(instances)),
         HttpRoute("GET", "/api/v1/events", gate.guard(events)),
     ]
+
+
+def _locked_routes(reason: str) -> list[HttpRoute]:
+    """The console's paths, each answering 403 with ``reason`` (no data, no page)."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        return _json({"error": f"the console is off: {reason}"}, 403)
+
+    paths = ["/", "/api/v1/services", "/api/v1/services/{name}/instances", "/api/v1/events"]
+    return [HttpRoute("GET", path, refuse) for path in paths]
 
 
 class _Gate:

@@ -99,3 +99,15 @@ async def test_the_login_form_sets_a_strict_http_only_cookie(
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and TOKEN not in cookie.value
     page = await guarded.get("/", cookies={COOKIE: cookie.value})
     assert page.status == 200 and 'id="services"' in await page.text()
+
+
+async def test_a_locked_console_shows_nothing() -> None:
+    store = MemoryStore(initial_revision=100)
+    app = web.Application()
+    for route in console_routes(ConsoleModel(store), None, locked="reads need --auth"):
+        app.router.add_route(route.method, route.path, route.handler)
+    async with TestClient(TestServer(app)) as client:
+        for path in ("/", "/api/v1/services", "/api/v1/services/user/instances"):
+            answer = await client.get(path)
+            assert answer.status == 403
+            assert (await answer.json())["error"] == "the console is off: reads need --auth"
