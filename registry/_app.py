@@ -26,8 +26,8 @@ from registry._observe import InstrumentedStore, refresh_gauges
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry._store import MemoryStore
-from registry.xds import ControlPlane
 from registry.console import Console
+from registry.xds import ControlPlane
 from services.runtime import (
     ConfigError,
     ListeningHook,
@@ -96,7 +96,9 @@ async def run(
     """Serve the registry with an in-memory store until SIGTERM/SIGINT (or ``stop``)."""
     store = InstrumentedStore(MemoryStore(settings.limits), backend="memory")
     await store.start()
-    console = Console(store, token=settings.token)  # the web console at / on the HTTP port
+    # The web console at / on the HTTP port; off under --auth (it checks no JWT identities).
+    locked = "the registry runs with --auth; use the gRPC API" if config.auth else None
+    console = Console(store, token=settings.token, locked=locked)
     servicer = RegistryServicer(console.tap(store), settings, bind_certificates=config.mtls)
     xds = ControlPlane(store)  # xDS (ADS) on the same port: any gRPC client dials xds:///name
     if settings.token is None:

@@ -361,9 +361,19 @@ def _banner(platform: Platform, seconds: float, auth: DevAuth | None, pki: DevPk
             f"  grpcurl {_grpcurl_security(pki)} {header}{registry} "
             "switchboard.registry.v1.RegistryService/ListServices",
             f"  switchboard instances --registry {registry}{_cli_security(pki)}",
+            *_console_lines(registry, auth),
             "README.md walks through the rest. Ctrl-C stops everything.",
         ]
     )
+
+
+def _console_lines(registry: str, auth: DevAuth | None) -> list[str]:
+    """Where the registry's web console is: its HTTP side port, by default gRPC port + 1000
+    (the registry's own listening line names the real one if that port was taken)."""
+    if auth is not None:
+        return []  # the console does not check --auth identities: it is off then
+    host, _, port = registry.rpartition(":")
+    return [f"  open http://{host}:{int(port) + 1000}/ (the registry console)"]
 
 
 def _cli_security(pki: DevPki | None) -> str:
