@@ -33,7 +33,8 @@ __all__ = [
 PLATFORM_FILE = "switchboard.toml"
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_PROCESS_KEYS = {"module", "port", "after", "args"}
+_PROCESS_KEYS = {"module", "command", "service", "ready", "port", "after", "args"}
+_READY = ("health", "tcp")
 _PLATFORM_KEYS = {"registry", "host", "data_dir", "log_level", "auth_policy", "auth"}
 
 
@@ -43,13 +44,39 @@ class PlatformFileError(Exception):
 
 @dataclass(frozen=True)
 class Process:
-    """One child process: ``python -m <module> <args>`` listening on ``port``."""
+    """One child: ``python -m <module> <args>`` (or ``command``) listening on ``port``.
+
+    ``service`` is the name it registers under (default: the process name, so
+    ``user-1`` and ``user-2`` can both be ``user``); ``ready`` says how the
+    supervisor knows it is up: ``health`` (grpc.health.v1 SERVING, then
+    registered unless it is a registry) or ``tcp`` (the port accepts, for
+    programs such as etcd or PostgreSQL).
+    """
 
     name: str
     module: str
     port: int
     after: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    service: str = ""
+    ready: str = "health"
+
+    @property
+    def registers_as(self) -> str:
+        return self.service or self.name
+
+    def argv(self, python: str, host: str, data_dir: str) -> list[str]:
+        """The command line that starts it, ``{host}``, ``{port}``, ``{data_dir}`` filled in."""
+        head = list(self.command) if self.command else [python, "-m", self.module]
+        values = {"{host}": host, "{port}": str(self.port), "{data_dir}": data_dir}
+        return [_fill(part, values) for part in (*head, *self.args)]
+
+
+def _fill(text: str, values: Mapping[str, str]) -> str:
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    return text
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,7 @@ class Platform:
     auth_policy: Path | None = None  # the policy `AUTH=1` (development auth) starts with
     auth: bool = False  # start with development auth on (AUTH=1 or [platform] auth = true)
     tls: bool = False  # serve mutual TLS with a development PKI under data_dir (TLS=1)
+    registry_replicas: tuple[str, ...] = ()  # more registry processes (`registry` is a list)
 
     def process(self, name: str) -> Process:
         """The process called ``name`` (KeyError if none)."""
@@ -90,6 +118,15 @@ class Platform:
     def address(self, name: str) -> str:
         """``host:port`` of the process ``name``."""
         return f"{self.host}:{self.process(name).port}"
+
+    @property
+    def registries(self) -> tuple[str, ...]:
+        """The registry processes: ``registry`` and any replicas (``registry_replicas``)."""
+        return (self.registry, *self.registry_replicas)
+
+    def registry_addresses(self) -> str:
+        """What services are told to register with: every replica, comma-separated."""
+        return ",".join(self.address(name) for name in self.registries)
 
     def _topological(self) -> list[Process]:
         done: dict[str, Process] = {}
@@ -168,15 +205,11 @@ def _platform(data: dict[str, Any], where: _Locator, env: Mapping[str, str]) -> 
     settings = _table(data, "platform", where.path)
     _no_unknown_keys(settings, _PLATFORM_KEYS, "platform", where)
     processes = _processes(_table(data, "process", where.path), where, env)
-    registry = _text(settings, "registry", "platform", where, default="registry")
-    if registry not in {p.name for p in processes}:
-        raise PlatformFileError(
-            f"{where.at('platform', 'registry')}: [platform] registry = {registry!r} names no "
-            f"process: add [process.{registry}] or name an existing process"
-        )
+    registry, *replicas = _registries(settings, where, {p.name for p in processes})
     return Platform(
         processes=processes,
         registry=registry,
+        registry_replicas=tuple(replicas),
         host=env.get("HOST") or _text(settings, "host", "platform", where, "127.0.0.1"),
         data_dir=env.get("DATA_DIR") or _text(settings, "data_dir", "platform", where, "./var"),
         log_level=(
@@ -187,6 +220,24 @@ def _platform(data: dict[str, Any], where: _Locator, env: Mapping[str, str]) -> 
         auth=_auth_on(settings, where, env),
         tls=_switch(env, "TLS"),
     )
+
+
+def _registries(settings: dict[str, Any], where: _Locator, names: set[str]) -> list[str]:
+    """``[platform] registry``: one process name, or a list of replicas (the first leads)."""
+    value = settings.get("registry", "registry")
+    chosen = [value] if isinstance(value, str) else value
+    if not isinstance(chosen, list) or not chosen or not all(isinstance(n, str) for n in chosen):
+        raise PlatformFileError(
+            f"{where.at('platform', 'registry')}: [platform] registry must be a process name "
+            'or a list of them, e.g. registry = "registry"'
+        )
+    for name in chosen:
+        if name not in names:
+            raise PlatformFileError(
+                f"{where.at('platform', 'registry')}: [platform] registry = {name!r} names no "
+                f"process: add [process.{name}] or name an existing process"
+            )
+    return list(chosen)
 
 
 def _switch(env: Mapping[str, str], name: str) -> bool:
@@ -247,11 +298,18 @@ def _process(name: str, table: Any, where: _Locator, env: Mapping[str, str]) -> 
     if not isinstance(table, dict):
         raise PlatformFileError(f"{where.path}: process.{name} must be a table: [process.{name}]")
     _no_unknown_keys(table, _PROCESS_KEYS, section, where)
-    module = _text(table, "module", section, where)
-    if not _MODULE.fullmatch(module):
+    command = _strings(table, "command", section, where)
+    if command and "module" in table:
         raise PlatformFileError(
-            f"{where.at(section, 'module')}: [{section}] module = {module!r} is not a Python "
-            'module name: write it as for `python -m`, e.g. "services.NAME"'
+            f"{where.at(section, 'command')}: [{section}] has both module and command: "
+            "keep module for a Python service, command for another program"
+        )
+    module = "" if command else _module(table, section, where)
+    ready = _text(table, "ready", section, where, "tcp" if command else "health")
+    if ready not in _READY:
+        raise PlatformFileError(
+            f"{where.at(section, 'ready')}: [{section}] ready = {ready!r}: use "
+            '"health" (grpc.health.v1, then registered) or "tcp" (the port accepts)'
         )
     return Process(
         name=name,
@@ -259,7 +317,20 @@ def _process(name: str, table: Any, where: _Locator, env: Mapping[str, str]) -> 
         port=_port(table, name, where, env),
         after=_strings(table, "after", section, where),
         args=_strings(table, "args", section, where),
+        command=command,
+        service=_text(table, "service", section, where, name),
+        ready=ready,
     )
+
+
+def _module(table: dict[str, Any], section: str, where: _Locator) -> str:
+    module = _text(table, "module", section, where)
+    if not _MODULE.fullmatch(module):
+        raise PlatformFileError(
+            f"{where.at(section, 'module')}: [{section}] module = {module!r} is not a Python "
+            'module name: write it as for `python -m`, e.g. "services.NAME"'
+        )
+    return module
 
 
 def _no_unknown_keys(table: dict[str, Any], known: set[str], section: str, where: _Locator) -> None:

@@ -143,8 +143,9 @@ class Supervisor:
         await self._wait_up(spec)
 
     async def _spawn(self, spec: Process) -> None:
+        p = self._platform
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", spec.module, *spec.args,
+            *spec.argv(sys.executable, p.host, p.data_dir),
             env=self._env(spec), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches only us; we stop children in order.
         )  # fmt: skip
@@ -156,7 +157,7 @@ class Supervisor:
         return {
             **os.environ,
             "SWITCHBOARD_LOG_LEVEL": p.log_level,
-            "SWITCHBOARD_REGISTRY": p.address(p.registry),
+            "SWITCHBOARD_REGISTRY": p.registry_addresses(),
             "SWITCHBOARD_DATA_DIR": p.data_dir,
             "SWITCHBOARD_LISTEN": f"{p.host}:{spec.port}",
             "PYTHONUNBUFFERED": "1",
@@ -168,7 +169,7 @@ class Supervisor:
         """Development mTLS: serve with its own certificate, dial everyone with it too."""
         if self._pki is None:
             return {}
-        own, ca = self._pki.cert(spec.name), str(self._pki.ca)
+        own, ca = self._pki.cert(spec.registers_as), str(self._pki.ca)
         return {
             "SWITCHBOARD_TLS_CERT": str(own.cert),
             "SWITCHBOARD_TLS_KEY": str(own.key),
@@ -196,9 +197,9 @@ class Supervisor:
         """Development auth: the registry checks callers; a service also gets its own token."""
         if self._auth is None:
             return {}
-        if spec.name == self._platform.registry:
+        if spec.name in self._platform.registries:
             return self._auth.server_env()
-        return self._auth.service_env(spec.name)
+        return self._auth.service_env(spec.registers_as)
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         """What the supervisor's own registry checks send (a read needs a token under auth)."""
@@ -223,10 +224,13 @@ class Supervisor:
         """Wait until ``spec`` answers SERVING and, unless it is the registry, is registered."""
         target = f"{self._platform.host}:{spec.port}"
         deadline = time.monotonic() + _HEALTH_TIMEOUT_S
+        if spec.ready == "tcp":
+            await self._poll(spec, deadline, lambda: _accepts(self._platform.host, spec.port))
+            return
         async with self._channel(target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             await self._poll(spec, deadline, lambda: _is_serving(stub))
-        if spec.name == self._platform.registry:
+        if spec.name in self._platform.registries:
             return
         # A service turns SERVING first and registers just after: "up" means discoverable.
         registry = self._platform.address(self._platform.registry)
@@ -322,6 +326,16 @@ class Supervisor:
         say(name, f"stopped (exit code {code})")
 
 
+async def _accepts(host: str, port: int) -> bool:
+    """True when ``host:port`` accepts a TCP connection (for programs without gRPC health)."""
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 async def _is_serving(stub: health_pb2_grpc.HealthStub) -> bool:
     try:
         reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
@@ -336,7 +350,7 @@ async def _is_registered(
     metadata: tuple[tuple[str, str], ...],
 ) -> bool:
     try:
-        request = registry_service_pb2.ResolveRequest(service=spec.name)
+        request = registry_service_pb2.ResolveRequest(service=spec.registers_as)
         reply = await stub.Resolve(request, timeout=0.5, metadata=metadata)
     except grpc.aio.AioRpcError:
         return False
@@ -414,7 +428,7 @@ def development_tls(platform: Platform) -> DevPki | None:
     """The development PKI ``platform`` asks for (TLS=1), under ``DATA_DIR/tls``."""
     if not platform.tls:
         return None
-    names = [*(p.name for p in platform.processes), OPERATOR]
+    names = [*dict.fromkeys(p.registers_as for p in platform.processes), OPERATOR]
     hosts = list(dict.fromkeys(["127.0.0.1", "localhost", "::1", platform.host]))
     try:
         return development_pki(Path(platform.data_dir) / "tls", names, hosts)
