@@ -86,6 +86,10 @@ test: $(STAMP) tools-postgres tools-prometheus tools-chromium ## Create the venv
 run: $(STAMP) ## Create the venv if needed, then start the platform in the foreground
 	$(BIN)/switchboard run
 
+.PHONY: run-cluster
+run-cluster: $(STAMP) tools-etcd tools-postgres ## Production's shape on one box: 3 etcd, 2 registries, PostgreSQL, 2+2 instances, auth + mTLS
+	TLS=$${TLS:-1} AUTH=$${AUTH:-1} $(BIN)/switchboard run --file switchboard.cluster.toml
+
 DATA_DIR ?= var
 
 .PHONY: reset-data
