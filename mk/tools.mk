@@ -10,8 +10,9 @@
 #   make tools-postgres   PostgreSQL 15 from Debian (apt, as root) if its binaries are missing
 #   make tools-prometheus Prometheus from Debian (apt, as root) if `prometheus` is not on PATH
 #   make tools-chromium   Chromium from Debian (apt, as root) if /usr/bin/chromium is missing
-#   make stubs            generated/{go,ts,java} from protos/ (not committed; regenerate)
-#   make interop          build the Go, TypeScript and Java interop clients against the stubs
+#   make stubs            generated/{go,ts,java} from protos/: a Go module, an npm package and a
+#                         Maven artifact installed into .tools/m2 (not committed; regenerated)
+#   make interop          build the Go, TypeScript and Java interop clients on those packages
 #   make tools-clean      remove .tools/ (and node_modules, Java target/)
 #
 # STUBS_PROTO_ROOT=/some/dir overrides the contract root (used to prove the toolchain on a
@@ -34,9 +35,8 @@ POSTGRES_BIN               := /usr/lib/postgresql/15/bin
 PROMETHEUS_APT_VERSION     := 2.42.0+ds-5+deb12u1
 # The console's browser tests drive it with Playwright (never `playwright install`).
 CHROMIUM_APT_VERSION       := 156.0.8078.114-1~deb12u1
-# npm versions live in interop/ts/package.json + package-lock.json (npm ci).
-# Go module versions of the stubs/clients live in generated/go/go.mod and interop/go/go.mod.
-# Java library versions live in interop/java/pom.xml.
+# The stubs packages' versions live in tools/stubs/{go/go.mod,ts/package-lock.json,java/pom.xml};
+# the clients' in interop/go/go.mod, interop/ts/package-lock.json, interop/java/pom.xml.
 
 # --- layout -------------------------------------------------------------------------
 TOOLS_DIR    := $(abspath .tools)
@@ -67,7 +67,10 @@ TS_NODE_BIN  := $(INTEROP_TS)/node_modules/.bin
 TOOLS_GOTOOLCHAIN := $(if $(filter environment% command% file override,$(origin GOTOOLCHAIN)),$(GOTOOLCHAIN),local)
 TOOLS_GOENV := GOBIN=$(TOOLS_BIN) GOMODCACHE=$(TOOLS_DIR)/go/mod GOCACHE=$(TOOLS_DIR)/go/cache \
   GOFLAGS='-modcacherw -buildvcs=false' GOTOOLCHAIN=$(TOOLS_GOTOOLCHAIN) CGO_ENABLED=0
-TOOLS_MVN := mvn -B -q -Dstyle.color=never -Dmaven.repo.local=$(TOOLS_M2)
+# Maven 3.8's jansi (2.4) writes ESC[0m to stdout and stderr when it uninstalls, even with -B
+# and -Dstyle.color=never (checked with `| cat -A`); jansi.noreset=true is what stops it.
+TOOLS_MVN := MAVEN_OPTS='$(strip $(MAVEN_OPTS) -Djansi.noreset=true)' \
+  mvn -B -q -Dstyle.color=never -Dmaven.repo.local=$(TOOLS_M2)
 
 # protoc-gen-grpc-java is published per platform; map uname -m to Maven's classifier.
 TOOLS_ARCH := $(shell uname -m)
@@ -100,15 +103,17 @@ STAMP_GEN_GO    := $(TOOLS_STAMPS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
                    $(TOOLS_STAMPS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
 STAMP_GEN_JAVA  := $(TOOLS_STAMPS)/protoc-$(PROTOC_JAVA_VERSION) \
                    $(TOOLS_STAMPS)/protoc-gen-grpc-java-$(GRPC_JAVA_VERSION)
-STAMP_NPM       := $(TOOLS_STAMPS)/npm-interop-ts
+# generated/ts's own node_modules (ts-proto, typescript, the runtime): survives `make stubs`.
+STAMP_NPM       := $(GEN_TS)/node_modules/.switchboard-npm-ci
 STAMP_M2_JAVA   := $(TOOLS_STAMPS)/m2-interop-java
+STAMP_M2_STUBS  := $(TOOLS_STAMPS)/m2-stubs-java
 
 .PHONY: tools-grpcurl tools-ghz tools-protoc-gen-go tools-protoc-gen-grpc-java tools-ts tools
 tools-grpcurl: $(STAMP_GRPCURL) ## grpcurl into .tools/bin (pinned)
 tools-ghz: $(STAMP_GHZ) ## ghz load generator into .tools/bin (pinned)
 tools-protoc-gen-go: $(STAMP_GEN_GO) ## protoc-gen-go and protoc-gen-go-grpc into .tools/bin
 tools-protoc-gen-grpc-java: $(STAMP_GEN_JAVA) ## protoc + protoc-gen-grpc-java from Maven Central into .tools/bin
-tools-ts: $(STAMP_NPM) ## ts-proto, grpc-js, typescript (npm ci in interop/ts)
+tools-ts: $(STAMP_NPM) ## ts-proto, typescript, grpc-js (npm ci in generated/ts)
 tools: tools-grpcurl tools-ghz tools-protoc-gen-go tools-protoc-gen-grpc-java tools-ts ## Every pinned tool except etcd
 
 # --- Java: protoc + protoc-gen-grpc-java (Maven Central executables, pinned) ----------
@@ -128,11 +133,6 @@ endef
 
 $(eval $(call tools_mvn_exe,protoc,com.google.protobuf:protoc,$(PROTOC_JAVA_VERSION)))
 $(eval $(call tools_mvn_exe,protoc-gen-grpc-java,io.grpc:protoc-gen-grpc-java,$(GRPC_JAVA_VERSION)))
-
-# --- TypeScript (npm ci from the committed lock) -------------------------------------
-$(STAMP_NPM): $(INTEROP_TS)/package.json $(INTEROP_TS)/package-lock.json | $(TOOLS_STAMPS)
-	cd $(INTEROP_TS) && npm ci --no-audit --no-fund --loglevel=error
-	@touch $@
 
 # --- etcd (Debian package; the one tool not under .tools) ----------------------------
 .PHONY: tools-etcd
@@ -186,63 +186,96 @@ tools-chromium: ## chromium from Debian (apt, pinned) for the console's browser 
 	  $$apt chromium >/dev/null; }; \
 	/usr/bin/chromium --version
 
-# --- stubs: generated/{go,ts,java} ---------------------------------------------------
-# Not committed (each dir's .gitignore): regenerated by every `make stubs` in ~1 s. Only what is
-# generated here is removed: generated/go keeps its committed go.mod/go.sum. Go and TS use
-# grpc_tools' bundled protoc (as generated/python does); Java needs protoc's built-in java
-# generator, which grpc_tools lacks, so it uses .tools/bin/protoc with grpc_tools' copy of the
-# well-known types. Plugins come from .tools/bin and interop/ts/node_modules/.bin only.
+# --- stubs: generated/{go,ts,java} as packages ------------------------------------------
+# Each language's stubs become a package another project depends on as it would on a
+# published one (as Buf's generated SDKs are): generated/go is a Go module (go.mod with the
+# protos' go_package path), generated/ts an npm package (@switchboard/contracts: .js + .d.ts
+# built by tsc), generated/java a Maven project that `mvn install` puts into .tools/m2
+# (dev.switchboard:switchboard-contracts). Nothing under generated/{go,ts,java} is committed:
+# the packaging files are copied from tools/stubs/<lang>/ and everything else is generated.
+# Go and TS use grpc_tools' bundled protoc (as generated/python does); Java needs protoc's
+# built-in java generator, which grpc_tools lacks, so it uses .tools/bin/protoc with
+# grpc_tools' copy of the well-known types.
 .PHONY: stubs stubs-go stubs-ts stubs-java
-stubs: stubs-go stubs-ts stubs-java ## Generate Go, TypeScript and Java client stubs from protos/
+stubs: stubs-go stubs-ts stubs-java ## Generate the Go module, npm package and Maven artifact from protos/
+
+STUBS_TEMPLATES := tools/stubs
+STUBS_JAVA_COORDS := dev.switchboard:switchboard-contracts:0.0.0
 
 # Expanded inside each recipe after `cd $(STUBS_PROTO_ROOT)`.
 TOOLS_PROTO_LIST = $$(find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
 
+# $(call stubs_clean,DIR,KEEP...): empty DIR except the names in KEEP (its .gitignore at least).
+stubs_clean = find $(1) -mindepth 1 -maxdepth 1 $(foreach k,$(2),! -name $(k)) -exec rm -rf {} +
+
 stubs-go: $(TOOLS_VENV_STAMP) $(STAMP_GEN_GO)
-	@find $(GEN_GO) -mindepth 1 -maxdepth 1 ! -name go.mod ! -name go.sum ! -name .gitignore \
-	  -exec rm -rf {} +
+	@$(call stubs_clean,$(GEN_GO),.gitignore)
+	cp $(STUBS_TEMPLATES)/go/go.mod $(STUBS_TEMPLATES)/go/go.sum $(GEN_GO)/
 	cd $(STUBS_PROTO_ROOT) && $(TOOLS_GRPC_PROTOC) -I . \
 	  --plugin=protoc-gen-go=$(TOOLS_BIN)/protoc-gen-go \
 	  --plugin=protoc-gen-go-grpc=$(TOOLS_BIN)/protoc-gen-go-grpc \
 	  --go_out=$(abspath $(GEN_GO)) --go_opt=module=$(STUBS_GO_MODULE) \
 	  --go-grpc_out=$(abspath $(GEN_GO)) --go-grpc_opt=module=$(STUBS_GO_MODULE) \
 	  $(TOOLS_PROTO_LIST)
+	cd $(GEN_GO) && $(TOOLS_GOENV) go build ./... && $(TOOLS_GOENV) go mod verify >/dev/null
+
+# generated/ts/node_modules: the package's own toolchain (ts-proto, typescript) and runtime
+# (@grpc/grpc-js, @bufbuild/protobuf), `npm ci` from tools/stubs/ts's lock; kept across runs.
+$(STAMP_NPM): $(STUBS_TEMPLATES)/ts/package.json $(STUBS_TEMPLATES)/ts/package-lock.json
+	@mkdir -p $(GEN_TS)
+	cp $(STUBS_TEMPLATES)/ts/package.json $(STUBS_TEMPLATES)/ts/package-lock.json $(GEN_TS)/
+	cd $(GEN_TS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 stubs-ts: $(TOOLS_VENV_STAMP) $(STAMP_NPM)
-	@find $(GEN_TS) -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +
+	@$(call stubs_clean,$(GEN_TS),.gitignore node_modules)
+	cp $(STUBS_TEMPLATES)/ts/package.json $(STUBS_TEMPLATES)/ts/package-lock.json \
+	  $(STUBS_TEMPLATES)/ts/tsconfig.json $(GEN_TS)/
+	@mkdir -p $(GEN_TS)/src
 	cd $(STUBS_PROTO_ROOT) && $(TOOLS_GRPC_PROTOC) -I . \
-	  --plugin=protoc-gen-ts_proto=$(abspath $(TS_NODE_BIN))/protoc-gen-ts_proto \
-	  --ts_proto_out=$(abspath $(GEN_TS)) \
+	  --plugin=protoc-gen-ts_proto=$(abspath $(GEN_TS))/node_modules/.bin/protoc-gen-ts_proto \
+	  --ts_proto_out=$(abspath $(GEN_TS))/src \
 	  --ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,useOptionals=messages \
 	  $(TOOLS_PROTO_LIST)
-	@# The stubs import @grpc/grpc-js and @bufbuild/protobuf: resolve them from interop/ts.
-	ln -sfn ../../$(INTEROP_TS)/node_modules $(GEN_TS)/node_modules
+	cd $(GEN_TS) && node_modules/.bin/tsc -p .
 
-stubs-java: $(TOOLS_VENV_STAMP) $(STAMP_GEN_JAVA)
-	@find $(GEN_JAVA) -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -rf {} +
+stubs-java: $(TOOLS_VENV_STAMP) $(STAMP_GEN_JAVA) | $(TOOLS_STAMPS)
+	@$(call stubs_clean,$(GEN_JAVA),.gitignore)
+	cp $(STUBS_TEMPLATES)/java/pom.xml $(GEN_JAVA)/
+	@mkdir -p $(GEN_JAVA)/src/main/java
 	wkt=$$($(VENV)/bin/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))'); \
 	cd $(STUBS_PROTO_ROOT) && $(TOOLS_BIN)/protoc -I . -I "$$wkt" \
 	  --plugin=protoc-gen-grpc-java=$(TOOLS_BIN)/protoc-gen-grpc-java \
-	  --java_out=$(abspath $(GEN_JAVA)) --grpc-java_out=$(abspath $(GEN_JAVA)) \
+	  --java_out=$(abspath $(GEN_JAVA))/src/main/java \
+	  --grpc-java_out=$(abspath $(GEN_JAVA))/src/main/java \
 	  $(TOOLS_PROTO_LIST)
+	cd $(GEN_JAVA) && $(TOOLS_MVN) $(call tools_mvn_offline,$(STAMP_M2_STUBS),$(abspath $(STUBS_TEMPLATES)/java/pom.xml)) install
+	@touch $(STAMP_M2_STUBS)
 
-# --- interop clients: build each against the stubs -----------------------------------
+# $(call tools_mvn_offline,STAMP,POM): -o once STAMP is newer than POM (its plugins and
+# libraries are in .tools/m2), so only the first build (and one after a pom change) is online.
+tools_mvn_offline = $$([ $(1) -nt $(2) ] && echo -o)
+
+# --- interop clients: each depends on the stubs package as an outside project would ----
+# Go: interop/go/go.work puts generated/go in the workspace (a normal `require`, no
+# `replace`). TS: `"@switchboard/contracts": "file:../../generated/ts"` with install-links
+# (interop/ts/.npmrc), so npm copies the package into node_modules like a registry one;
+# `npm ci` reruns after every `make stubs` to take the new copy. Java: a normal <dependency>
+# on the artifact stubs-java installed.
 .PHONY: interop interop-go interop-ts interop-java
 interop: interop-go interop-ts interop-java ## Build the Go, TS and Java interop clients (after stubs)
 
 interop-go: stubs-go ## go build interop/go -> interop/go/bin/interop-go
-	cd $(GEN_GO) && $(TOOLS_GOENV) go build ./...
 	cd $(INTEROP_GO) && $(TOOLS_GOENV) go build -o bin/interop-go .
 
-interop-ts: stubs-ts ## Type-check interop/ts (tsc --noEmit) against generated/ts
+interop-ts: stubs-ts ## npm ci + type-check interop/ts against the @switchboard/contracts package
+	cd $(INTEROP_TS) && npm ci --no-audit --no-fund --loglevel=error --prefer-offline
 	cd $(INTEROP_TS) && node_modules/.bin/tsc --noEmit -p .
 
-# The first build (and any after pom.xml changes) resolves plugins and libraries from Maven
-# Central into .tools/m2; every later build runs offline (-o).
 interop-java: stubs-java | $(TOOLS_STAMPS) ## mvn package interop/java (classpath in target/classpath.txt)
-	cd $(INTEROP_JAVA) && if [ $(STAMP_M2_JAVA) -nt pom.xml ]; then $(TOOLS_MVN) -o package; \
-	  else $(TOOLS_MVN) package && touch $(STAMP_M2_JAVA); fi
+	cd $(INTEROP_JAVA) && $(TOOLS_MVN) $(call tools_mvn_offline,$(STAMP_M2_JAVA),pom.xml) package
+	@touch $(STAMP_M2_JAVA)
 
 .PHONY: tools-clean
-tools-clean: ## Remove .tools/, interop/ts/node_modules and interop/java/target
-	rm -rf $(TOOLS_DIR) $(INTEROP_TS)/node_modules $(INTEROP_JAVA)/target $(INTEROP_GO)/bin
+tools-clean: ## Remove .tools/, the node_modules of interop/ts and generated/ts, interop/java/target
+	rm -rf $(TOOLS_DIR) $(INTEROP_TS)/node_modules $(GEN_TS)/node_modules $(INTEROP_JAVA)/target $(INTEROP_GO)/bin

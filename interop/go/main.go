@@ -6,7 +6,7 @@
 // every check holds (1 when one fails, 2 on bad usage). Each run uses fresh emails and
 // ids, so it can run again and again against the same service.
 //
-// Usage: interop-go USER_TARGET [PRODUCT_TARGET]
+// Usage: interop-go USER_TARGET [PRODUCT_TARGET]   (interop-go --help prints this)
 //
 // A target is HOST:PORT, or xds:///user to find the service through the registry's xDS
 // control plane (GRPC_XDS_BOOTSTRAP names the bootstrap file; `python -m registry.xds
@@ -68,9 +68,21 @@ var checks = []check{
 	{"watch-users", (*checker).watchUsers},
 }
 
+const usage = `usage: interop-go USER_TARGET [PRODUCT_TARGET]
+
+Runs Switchboard's interop checks against the user service at USER_TARGET
+(HOST:PORT, or xds:///user with GRPC_XDS_BOOTSTRAP naming a bootstrap file);
+with PRODUCT_TARGET one more check lists products. Prints "PASS name: detail"
+or "FAIL name: reason" per check; exits 0 when every check passes, 1 when one
+fails, 2 on bad usage.`
+
 func main() {
-	if len(os.Args) != 2 && len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: interop-go USER_TARGET [PRODUCT_TARGET]")
+	if len(os.Args) == 2 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
+		fmt.Println(usage)
+		return
+	}
+	if len(os.Args) != 2 && len(os.Args) != 3 || strings.HasPrefix(os.Args[1], "-") {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	conn := dial(os.Args[1])

@@ -1,11 +1,12 @@
 // Calls Switchboard's user service with the ts-proto + @grpc/grpc-js stubs generated from
-// protos/ (make stubs), to show that the contracts work from another language.
+// protos/ (make stubs), to show that the contracts work from another language. The stubs are
+// the @switchboard/contracts npm package, a plain dependency in package.json.
 //
 // Runs a fixed list of checks, prints one line per check ("PASS name: detail" or
 // "FAIL name: reason") and a final "ALL CHECKS PASSED (n)" line, and exits 0 only when
 // every check holds (1 when one fails, 2 on bad usage). Every run uses fresh emails and ids.
 //
-// Usage: tsx src/main.ts USER_TARGET [PRODUCT_TARGET]
+// Usage: tsx src/main.ts USER_TARGET [PRODUCT_TARGET]   (--help prints the usage)
 //
 // A target is HOST:PORT, or xds:///user to find the service through the registry's xDS
 // control plane (GRPC_XDS_BOOTSTRAP names the bootstrap file; `python -m registry.xds
@@ -14,16 +15,16 @@
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import * as xds from "@grpc/grpc-js-xds";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { User, UserEventType } from "../../../generated/ts/switchboard/user/v1/user";
+import { User, UserEventType } from "@switchboard/contracts/switchboard/user/v1/user";
 import {
   type CreateUserRequest,
   UserServiceClient,
   type WatchUsersResponse,
-} from "../../../generated/ts/switchboard/user/v1/user_service";
+} from "@switchboard/contracts/switchboard/user/v1/user_service";
 import {
   ListProductsRequest,
   ProductServiceClient,
-} from "../../../generated/ts/switchboard/product/v1/product_service";
+} from "@switchboard/contracts/switchboard/product/v1/product_service";
 
 const CALL_TIMEOUT_MS = 5_000; // per unary call
 const WATCH_TIMEOUT_MS = 5_000; // how long WatchUsers may take to show our CREATED event
@@ -300,10 +301,23 @@ function listProducts(products: ProductServiceClient): Promise<string> {
   });
 }
 
+const USAGE = `usage: interop-ts USER_TARGET [PRODUCT_TARGET]
+
+Runs Switchboard's interop checks against the user service at USER_TARGET
+(HOST:PORT, or xds:///user with GRPC_XDS_BOOTSTRAP naming a bootstrap file);
+with PRODUCT_TARGET one more check lists products. Prints "PASS name: detail"
+or "FAIL name: reason" per check; exits 0 when every check passes, 1 when one
+fails, 2 on bad usage.`;
+
 async function main(): Promise<number> {
-  const [target, productTarget] = process.argv.slice(2);
-  if (!target || process.argv.length > 4) {
-    console.error("usage: interop-ts USER_TARGET [PRODUCT_TARGET]");
+  const args = process.argv.slice(2);
+  const [target, productTarget] = args;
+  if (args.length === 1 && (target === "--help" || target === "-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!target || target.startsWith("-") || args.length > 2) {
+    console.error(USAGE);
     return 2;
   }
   xds.register(); // the xds:/// resolver and balancers (gRFC A27)

@@ -1,3 +1,5 @@
+// The Go module `make stubs` writes to generated/go (this file and go.sum are copied there).
+// Its path is the protos' go_package prefix; grpc and protobuf are the pinned runtime.
 module github.com/switchboard-dev/switchboard/generated/go
 
 go 1.26.0
