@@ -24,7 +24,7 @@ __all__ = ["CLIENTS", "RUN_TIMEOUT_S", "XDS_CHECKS", "XDS_LANGUAGES", "Client", 
 
 RUN_TIMEOUT_S = 90.0  # a JVM or tsx start plus a few calls; the clients bound their own waits
 
-# Checks of the Go and TypeScript clients, with a fragment each detail must contain.
+# Checks of every client, with a fragment each detail must contain.
 FULL_CHECKS = {
     "create-user": "email=interop-",
     "get-user": "every field equals CreateUser's answer",
@@ -37,11 +37,6 @@ FULL_CHECKS = {
 # In xDS mode (targets xds:///user and xds:///product) one more check goes to the product.
 XDS_CHECKS = {**FULL_CHECKS, "list-products": "page_size=1"}
 XDS_LANGUAGES = ("go", "ts")
-JAVA_CHECKS = {
-    "create-user": "email=interop-java-",
-    "get-user": "every field equals CreateUser's answer",
-    "not-found": "NOT_FOUND reason=USER_NOT_FOUND ResourceInfo.resource_name=missing-",
-}
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,8 @@ class Client:
 
     def command(self, user_address: str, *more: str) -> list[str]:
         """The command line that runs the built client against ``user_address`` (and ``more``
-        targets: the Go and TS clients take ``xds:///product`` second)."""
+        targets: the Go and TS clients take ``xds:///product`` second); ``user_address`` may
+        be ``--help``."""
         if self.language == "go":
             return [str(self.cwd / "bin" / "interop-go"), user_address, *more]
         if self.language == "ts":
@@ -75,7 +71,7 @@ class Client:
 CLIENTS = {
     "go": Client("go", ("go",), FULL_CHECKS, REPO / "interop" / "go"),
     "ts": Client("ts", ("node", "npm"), FULL_CHECKS, REPO / "interop" / "ts"),
-    "java": Client("java", ("java", "mvn"), JAVA_CHECKS, REPO / "interop" / "java"),
+    "java": Client("java", ("java", "mvn"), FULL_CHECKS, REPO / "interop" / "java"),
 }
 
 

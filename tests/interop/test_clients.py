@@ -48,6 +48,22 @@ def test_client_passes_every_check_against_the_python_services(
     assert result.stdout.rstrip().endswith(f"ALL CHECKS PASSED ({len(client.checks)})"), report
 
 
+@pytest.mark.parametrize("language", CLIENTS)
+def test_client_help_prints_its_usage_and_exits_0(
+    language: str, built_languages: list[str]
+) -> None:
+    """``--help`` is not taken for an address: usage on stdout, exit 0, no call made."""
+    client = CLIENTS[language]
+    require_tools("make", *client.tools, why=f"the {language} interop client")
+    assert language in built_languages, "the toolchain is there, so the client must be built"
+    result = client.run("--help")
+    report = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, report
+    assert result.stdout.startswith(f"usage: interop-{language} USER_"), report
+    assert check_lines(result.stdout) == {}, report
+    assert "CHECKS" not in result.stdout, report
+
+
 @pytest.mark.parametrize("language", XDS_LANGUAGES)
 def test_client_passes_every_check_through_xds_targets(
     language: str, built_languages: list[str], platform: Platform, tmp_path: Path
