@@ -268,8 +268,16 @@ interop: interop-go interop-ts interop-java ## Build the Go, TS and Java interop
 interop-go: stubs-go ## go build interop/go -> interop/go/bin/interop-go
 	cd $(INTEROP_GO) && $(TOOLS_GOENV) go build -o bin/interop-go .
 
+# npm ci only when the lock changed or the installed copy of the package differs from the
+# one just built (a regeneration with no proto change keeps node_modules).
+INTEROP_TS_CONTRACTS := $(INTEROP_TS)/node_modules/@switchboard/contracts
 interop-ts: stubs-ts ## npm ci + type-check interop/ts against the @switchboard/contracts package
-	cd $(INTEROP_TS) && npm ci --no-audit --no-fund --loglevel=error --prefer-offline
+	@if [ $(INTEROP_TS)/node_modules/.package-lock.json -nt $(INTEROP_TS)/package-lock.json ] \
+	  && diff -rq $(GEN_TS)/dist $(INTEROP_TS_CONTRACTS)/dist >/dev/null 2>&1 \
+	  && cmp -s $(GEN_TS)/package.json $(INTEROP_TS_CONTRACTS)/package.json; then \
+	  echo "interop/ts/node_modules: @switchboard/contracts is up to date"; \
+	else echo "cd $(INTEROP_TS) && npm ci"; \
+	  cd $(INTEROP_TS) && npm ci --no-audit --no-fund --loglevel=error --prefer-offline; fi
 	cd $(INTEROP_TS) && node_modules/.bin/tsc --noEmit -p .
 
 interop-java: stubs-java | $(TOOLS_STAMPS) ## mvn package interop/java (classpath in target/classpath.txt)
