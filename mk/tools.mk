@@ -200,7 +200,6 @@ tools-chromium: ## chromium from Debian (apt, pinned) for the console's browser 
 stubs: stubs-go stubs-ts stubs-java ## Generate the Go module, npm package and Maven artifact from protos/
 
 STUBS_TEMPLATES := tools/stubs
-STUBS_JAVA_COORDS := dev.switchboard:switchboard-contracts:0.0.0
 
 # Expanded inside each recipe after `cd $(STUBS_PROTO_ROOT)`.
 TOOLS_PROTO_LIST = $$(find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
