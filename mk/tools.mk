@@ -256,11 +256,11 @@ stubs-java: $(TOOLS_VENV_STAMP) $(STAMP_GEN_JAVA) | $(TOOLS_STAMPS)
 tools_mvn_offline = $$([ $(1) -nt $(2) ] && echo -o)
 
 # --- interop clients: each depends on the stubs package as an outside project would ----
-# Go: interop/go/go.work puts generated/go in the workspace (a normal `require`, no
-# `replace`). TS: `"@switchboard/contracts": "file:../../generated/ts"` with install-links
-# (interop/ts/.npmrc), so npm copies the package into node_modules like a registry one;
-# `npm ci` reruns after every `make stubs` to take the new copy. Java: a normal <dependency>
-# on the artifact stubs-java installed.
+# Go: interop/go/go.work puts generated/go in the workspace (Go's way to build against an
+# unpublished module: no `replace`, no require of a version the proxy lacks). TS:
+# `"@switchboard/contracts": "file:../../generated/ts"` with install-links (interop/ts/.npmrc),
+# so npm copies the package into node_modules as it would a registry one (no symlink).
+# Java: a plain <dependency> on the artifact stubs-java installed into .tools/m2.
 .PHONY: interop interop-go interop-ts interop-java
 interop: interop-go interop-ts interop-java ## Build the Go, TS and Java interop clients (after stubs)
 
