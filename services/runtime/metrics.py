@@ -132,6 +132,19 @@ def split_method(path: str) -> tuple[str, str]:
     return service or "unknown", method
 
 
+def _count(
+    children: dict[grpc.StatusCode, Counter],
+    family: Counter,
+    labels: tuple[str, ...],
+    code: grpc.StatusCode,
+) -> None:
+    """Increment ``family{labels..., code}``, its child cached in ``children`` by code."""
+    child = children.get(code)
+    if child is None:
+        child = children[code] = family.labels(*labels, code.name)
+    child.inc()
+
+
 class ServerMethodMetrics:
     """The server metrics' label children of one method (cached by :meth:`of`)."""
 
@@ -150,17 +163,13 @@ class ServerMethodMetrics:
     def of(cls, path: str, grpc_type: str) -> ServerMethodMetrics:
         """The (cached) metrics of method ``path`` of shape ``grpc_type`` (``unary``, ...)."""
         key = (path, grpc_type)
-        found = cls._cache.get(key)
-        if found is None:
-            found = cls._cache[key] = cls(path, grpc_type)
-        return found
+        if key not in cls._cache:
+            cls._cache[key] = cls(path, grpc_type)
+        return cls._cache[key]
 
     def handled(self, code: grpc.StatusCode, seconds: float) -> None:
         """Count one finished call with its final code and duration."""
-        child = self._handled.get(code)
-        if child is None:
-            child = self._handled[code] = SERVER_HANDLED.labels(*self._labels, code.name)
-        child.inc()
+        _count(self._handled, SERVER_HANDLED, self._labels, code)
         self.handling.observe(seconds)
 
 
@@ -182,32 +191,22 @@ class ClientMethodMetrics:
     def of(cls, path: str, grpc_type: str = "unary") -> ClientMethodMetrics:
         """The (cached) client metrics of method ``path``."""
         key = (path, grpc_type)
-        found = cls._cache.get(key)
-        if found is None:
-            found = cls._cache[key] = cls(path, grpc_type)
-        return found
+        if key not in cls._cache:
+            cls._cache[key] = cls(path, grpc_type)
+        return cls._cache[key]
 
     def handled(self, code: grpc.StatusCode, seconds: float) -> None:
         """Count one finished call (all its attempts) with its final code and duration."""
-        child = self._handled.get(code)
-        if child is None:
-            child = self._handled[code] = CLIENT_HANDLED.labels(*self._labels, code.name)
-        child.inc()
+        _count(self._handled, CLIENT_HANDLED, self._labels, code)
         self.handling.observe(seconds)
 
     def attempt(self, code: grpc.StatusCode) -> None:
-        """Count one attempt that ended with ``code``."""
-        child = self._attempts.get(code)
-        if child is None:
-            child = self._attempts[code] = CLIENT_ATTEMPTS.labels(*self._labels[1:], code.name)
-        child.inc()
+        """Count one attempt that ended with ``code`` (labels: service, method, code)."""
+        _count(self._attempts, CLIENT_ATTEMPTS, self._labels[1:], code)
 
     def retry(self, code: grpc.StatusCode) -> None:
         """Count one retry caused by an attempt that failed with ``code``."""
-        child = self._retries.get(code)
-        if child is None:
-            child = self._retries[code] = CLIENT_RETRIES.labels(*self._labels[1:], code.name)
-        child.inc()
+        _count(self._retries, CLIENT_RETRIES, self._labels[1:], code)
 
 
 def add_scrape_hook(hook: Callable[[], Awaitable[None]]) -> Callable[[], None]:
