@@ -19,7 +19,7 @@ from __future__ import annotations
 from registry._app import build_parser, main, parse_args, run
 from registry._servicer import SERVICE_NAME, RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
-from registry._store import (
+from registry.store import (
     MemoryStore,
     Registration,
     RegistryStore,

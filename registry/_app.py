@@ -25,8 +25,8 @@ from registry._http import registry_http_routes
 from registry._observe import InstrumentedStore, refresh_gauges
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
-from registry._store import MemoryStore
 from registry.console import Console
+from registry.store import MemoryStore
 from registry.xds import ControlPlane
 from services.runtime import (
     ConfigError,

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from registry._store import RegistryStore
+from registry.store import RegistryStore
 from services.runtime import HttpRoute
 from services.runtime.agent import METRICS_ADDRESS_KEY
 from switchboard.registry.v1 import instance_pb2

@@ -20,8 +20,8 @@ from typing import Self
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from registry._store import Registration, RegistryStore, Resolution, ServiceCount, WatchItem
-from registry._store import WatchStream as _WatchStream
+from registry.store import Registration, RegistryStore, Resolution, ServiceCount, WatchItem
+from registry.store import WatchStream as _WatchStream
 from switchboard.registry.v1 import instance_pb2
 
 __all__ = ["InstrumentedStore", "refresh_gauges"]

@@ -24,7 +24,7 @@ from google.protobuf import duration_pb2
 from registry import _validate as v
 from registry._auth import WriteGuard
 from registry._settings import RegistrySettings
-from registry._store import RegistryStore, Resolution, WatchItem
+from registry.store import RegistryStore, Resolution, WatchItem
 from services.runtime import Service, errors
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs

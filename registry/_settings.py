@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from registry._store import StoreLimits
+from registry.store import StoreLimits
 from services.runtime.config import ConfigError, Option, add_options, read_options
 
 __all__ = ["RegistrySettings", "add_registry_arguments"]

@@ -13,11 +13,11 @@ Example::
 
 from __future__ import annotations
 
-from registry._store import RegistryStore
 from registry.console._health import check_health
 from registry.console._leases import TtlTap
 from registry.console._model import ConsoleModel, instance_json
 from registry.console._web import COOKIE, SECURITY_HEADERS, console_routes
+from registry.store import RegistryStore
 from services.runtime import HttpRoute, current_http_address
 
 __all__ = [

@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from registry._store import Registration, RegistryStore, Resolution, ServiceCount, WatchStream
+from registry.store import Registration, RegistryStore, Resolution, ServiceCount, WatchStream
 from switchboard.registry.v1 import instance_pb2
 
 __all__ = ["TtlTap"]

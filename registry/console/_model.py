@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from registry._store import RegistryStore, WatchItem
+from registry.store import RegistryStore, WatchItem
 from services.runtime import errors
 from switchboard.registry.v1 import instance_pb2
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from registry._store import MemoryStore
+from registry.store import MemoryStore
 from registry.console import ConsoleModel, TtlTap
 from registry.console._model import Message
 from switchboard.registry.v1 import instance_pb2

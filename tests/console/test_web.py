@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from registry._store import MemoryStore
+from registry.store import MemoryStore
 from registry.console import COOKIE, SECURITY_HEADERS, ConsoleModel, console_routes
 from switchboard.registry.v1 import instance_pb2
 

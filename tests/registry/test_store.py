@@ -1,4 +1,4 @@
-"""Unit tests for registry._store.MemoryStore: leases, expiry, history and watches."""
+"""Unit tests for registry.store.MemoryStore: leases, expiry, history and watches."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from registry._store import MemoryStore, StoreLimits, WatchItem
+from registry.store import MemoryStore, StoreLimits, WatchItem
 from services.runtime import errors
 from switchboard.registry.v1 import instance_pb2 as pb
 

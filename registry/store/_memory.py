@@ -1,15 +1,8 @@
-"""Registry storage: the ``RegistryStore`` interface and its in-memory implementation.
+"""The in-memory ``RegistryStore``: the default, everything in this process, lost on exit.
 
-The model is etcd's, so an etcd-backed store can implement the same interface:
-
-* one global **revision**, bumped by exactly one per change (register, replace,
-  deregister, expiry); renewals do not change it;
-* **leases** with a TTL, granted by ``register``, renewed by ``renew``, revoked by
-  ``deregister`` or by a replacing registration, expired by the reaper;
-* **instances** keyed by ``(service, instance_id)``, each attached to one lease;
-* **watches** per service from a revision, served from a bounded history of
-  recent events (a ring buffer). A start revision the history no longer covers
-  gets a ``SNAPSHOT_REASON_RESYNC`` snapshot, never a silent gap.
+It follows the interface's model (``registry.store._interface``) with a bounded
+history of recent events (a ring buffer) for resuming watches; a start revision
+the history no longer covers gets a RESYNC snapshot.
 
 Revisions across restarts. The in-memory store forgets everything when the
 process exits, so its revisions must not be confused with an earlier run's.
@@ -40,33 +33,30 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Self
 
-from services.runtime import errors
+from registry.store._interface import (
+    Registration,
+    Resolution,
+    ServiceCount,
+    StoreLimits,
+    WatchItem,
+    check_capacity,
+    lease_not_found,
+    lease_not_owned,
+    new_lease_id,
+    shutting_down,
+    watch_limit,
+)
 from switchboard.registry.v1 import instance_pb2
 
-__all__ = [
-    "MemoryStore",
-    "Registration",
-    "RegistryStore",
-    "Resolution",
-    "ServiceCount",
-    "StoreLimits",
-    "WatchItem",
-    "WatchStream",
-    "new_lease_id",
-]
+__all__ = ["MemoryStore"]
 
 _log = logging.getLogger("registry.store")
-
-WatchItem = instance_pb2.Snapshot | instance_pb2.InstanceEvent
-"""What a watch stream yields: a full snapshot or one change."""
 
 _Kind = instance_pb2.InstanceEventType
 _ADDED = instance_pb2.INSTANCE_EVENT_TYPE_ADDED
@@ -76,132 +66,7 @@ _EXPIRED = instance_pb2.INSTANCE_EVENT_TYPE_EXPIRED
 _INITIAL = instance_pb2.SNAPSHOT_REASON_INITIAL
 _RESYNC = instance_pb2.SNAPSHOT_REASON_RESYNC
 
-_LEASE_TYPE = "switchboard.registry.v1.Lease"
 _REAP_BATCH = 2_000  # expiries per reaper step before yielding to the event loop
-
-
-def new_lease_id() -> str:
-    """A fresh, unguessable lease id: 192 random bits, URL-safe base64 (32 characters).
-
-    Example: ``len(new_lease_id()) == 32``.
-    """
-    return secrets.token_urlsafe(24)
-
-
-@dataclass(frozen=True, slots=True)
-class StoreLimits:
-    """Caps that bound the store's memory; each breach is ``ResourceExhausted``.
-
-    ``history`` is how many recent events a resuming watch can replay;
-    ``watch_queue`` is how many undelivered events one watcher may hold before
-    it is sent a RESYNC snapshot instead.
-
-    Example: ``StoreLimits(max_instances=1_000, history=100)``.
-    """
-
-    max_instances: int = 100_000
-    max_instances_per_service: int = 10_000
-    max_watchers: int = 10_000
-    history: int = 10_000
-    watch_queue: int = 1_024
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """The outcome of ``register``: the new lease, its TTL in seconds, the revision."""
-
-    lease_id: str
-    ttl: float
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """The live instances of a service (ordered by instance id) at a revision.
-
-    The instances are the store's own: read them, copy them, never mutate them.
-    """
-
-    instances: list[instance_pb2.Instance]
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceCount:
-    """A service name and its number of live instances."""
-
-    name: str
-    instance_count: int
-
-
-class WatchStream(Protocol):
-    """An open watch: async-iterate it for items; close it (or use ``async with``) when done.
-
-    Iteration raises ``errors.Unavailable`` when the store shuts down.
-    """
-
-    def __aiter__(self) -> AsyncIterator[WatchItem]: ...
-
-    async def __anext__(self) -> WatchItem: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class RegistryStore(Protocol):
-    """Where the registry keeps instances, leases and their change history.
-
-    Errors are ``services.runtime.errors`` types: ``NotFound`` for an unknown
-    lease, ``ResourceExhausted`` for a cap, ``Unavailable`` once closed. Inputs
-    are validated by the caller; a store only enforces its own limits.
-    """
-
-    async def start(self) -> None:
-        """Start background work (lease expiry)."""
-
-    async def close(self) -> None:
-        """Stop background work and end every open watch."""
-
-    async def register(
-        self, instance: instance_pb2.Instance, ttl: float, *, owner: str | None = None
-    ) -> Registration:
-        """Store ``instance`` under a new lease; replace (and revoke) an existing entry.
-
-        ``owner`` (the client's certificate identity under mTLS, else None) owns
-        the lease; an entry owned by another identity is ``PermissionDenied``.
-        """
-        ...
-
-    async def renew(self, lease_id: str, *, owner: str | None = None) -> float:
-        """Renew a lease for its full TTL again; return the TTL in seconds.
-
-        ``PermissionDenied`` if ``owner`` is given and another identity owns the lease.
-        """
-        ...
-
-    async def deregister(self, lease_id: str, *, owner: str | None = None) -> int:
-        """Remove the lease's instance and revoke the lease; return the revision.
-
-        ``PermissionDenied`` if ``owner`` is given and another identity owns the lease.
-        """
-        ...
-
-    async def resolve(self, service: str) -> Resolution:
-        """Live instances of ``service`` (none for an unknown service)."""
-        ...
-
-    async def list_services(self) -> tuple[list[ServiceCount], int]:
-        """Services with at least one instance, ordered by name, and the revision."""
-        ...
-
-    async def watch(self, service: str, start_revision: int) -> WatchStream:
-        """Open a watch: a snapshot (0), the events after ``start_revision``, or a RESYNC."""
-        ...
 
 
 class _Record(NamedTuple):
@@ -384,12 +249,7 @@ class MemoryStore:
         """
         self._check_open()
         if self._watcher_count >= self.limits.max_watchers:
-            raise errors.ResourceExhausted(
-                f"too many open watches (limit {self.limits.max_watchers})",
-                reason="WATCH_LIMIT",
-                metadata={"limit": str(self.limits.max_watchers)},
-                retry_delay=1.0,
-            )
+            raise watch_limit(self.limits.max_watchers)
         watcher = _Watcher(self, service, self.limits.watch_queue)
         watcher.preload(self._catch_up(service, start_revision))
         self._watchers.setdefault(service, set()).add(watcher)
@@ -451,35 +311,17 @@ class MemoryStore:
     def _check_open(self) -> None:
         """Refuse work once closed (the process is shutting down)."""
         if self._closed:
-            raise errors.Unavailable("registry is shutting down", retry_delay=1.0)
+            raise shutting_down()
 
     def _check_capacity(self, service: str, in_service: int) -> None:
         """``ResourceExhausted`` if one more instance would break a cap."""
-        limits = self.limits
-        if in_service >= limits.max_instances_per_service:
-            raise errors.ResourceExhausted(
-                f"service {service!r} has reached its limit of "
-                f"{limits.max_instances_per_service} instances",
-                reason="SERVICE_INSTANCE_LIMIT",
-                metadata={"service": service, "limit": str(limits.max_instances_per_service)},
-            )
-        if self._count >= limits.max_instances:
-            raise errors.ResourceExhausted(
-                f"the registry has reached its limit of {limits.max_instances} instances",
-                reason="INSTANCE_LIMIT",
-                metadata={"limit": str(limits.max_instances)},
-            )
+        check_capacity(self.limits, service, in_service, self._count)
 
     def _lease(self, lease_id: str) -> _Lease:
         """The live lease, or ``NotFound`` (the id is a secret: it is not echoed back)."""
         lease = self._leases.get(lease_id)
         if lease is None:
-            raise errors.NotFound(
-                "lease not found: it expired, was revoked, or the registry restarted; "
-                "register again",
-                resource_type=_LEASE_TYPE,
-                reason="LEASE_NOT_FOUND",
-            )
+            raise lease_not_found()
         return lease
 
     def _stored(self, instance: instance_pb2.Instance) -> instance_pb2.Instance:
@@ -573,10 +415,7 @@ class MemoryStore:
 def _check_owner(lease: _Lease, owner: str | None) -> None:
     """``PermissionDenied`` unless ``owner`` (when given) is the identity holding ``lease``."""
     if owner is not None and lease.owner != owner:
-        raise errors.PermissionDenied(
-            "the lease belongs to another client certificate",
-            reason="LEASE_NOT_OWNED",
-        )
+        raise lease_not_owned()
 
 
 class _Watcher:
@@ -634,7 +473,7 @@ class _Watcher:
         """The next item: a pending RESYNC snapshot first, then queued events, else wait."""
         while True:
             if self._state == "shut down":
-                raise errors.Unavailable("registry is shutting down", retry_delay=1.0)
+                raise shutting_down()
             if self._state == "closed":
                 raise StopAsyncIteration
             if self._resync:
