@@ -21,24 +21,33 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from grpc_health.v1 import health_pb2  # type: ignore[import-untyped, unused-ignore]
+
 from registry._http import registry_http_routes
 from registry._observe import InstrumentedStore, refresh_gauges
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry.console import Console
-from registry.store import MemoryStore
+from registry.store import MemoryStore, RegistryStore
+from registry.store.etcd import EtcdStore
 from registry.xds import ControlPlane
 from services.runtime import (
     ConfigError,
+    HealthServicer,
     ListeningHook,
     ServerConfig,
+    Service,
     add_server_arguments,
     run_main,
     serve,
+    set_health_status,
 )
 from services.runtime.metrics import add_scrape_hook
 
-__all__ = ["DEFAULT_PORT", "build_parser", "main", "parse_args", "run"]
+__all__ = ["DEFAULT_PORT", "build_parser", "main", "open_store", "parse_args", "run"]
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 DEFAULT_PORT = 50051
 
@@ -76,46 +85,86 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServerConfig, Registr
 
 
 class _EndStreams:
-    """Lifecycle hook: on stop, end open KeepAlive and Watch streams (they would hold
-    up the drain) and the reaper."""
+    """Lifecycle hook: on start, report the store's health; on stop, end open KeepAlive
+    and Watch streams (they would hold up the drain) and the store's background work."""
 
-    def __init__(self, servicer: RegistryServicer) -> None:
+    def __init__(self, servicer: RegistryServicer, health: _StoreHealth) -> None:
         self._servicer = servicer
+        self._health = health
 
     async def started(self, port: int) -> None:
-        """Nothing to do on start."""
+        """serve() has just said SERVING: correct it if the store is unreachable."""
+        await self._health.apply()
 
     async def stopping(self) -> None:
         await self._servicer.stop()  # KeepAlive streams
         await self._servicer.store.close()  # Watch streams, and the reaper
 
 
+class _StoreHealth:
+    """Mirrors the store's reachability in the gRPC health status (NOT_SERVING while down)."""
+
+    def __init__(self, store: RegistryStore, services: list[Service]) -> None:
+        self.health = HealthServicer()
+        self._store = store
+        self._services = services
+        self._tasks: set[asyncio.Task[None]] = set()
+        if isinstance(store, EtcdStore):
+            store.on_health = self._changed
+
+    def _changed(self, healthy: bool) -> None:
+        task = asyncio.create_task(self.apply())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def apply(self) -> None:
+        """Set SERVING or NOT_SERVING from the store's last probe."""
+        healthy = getattr(self._store, "healthy", True)
+        await set_health_status(self.health, self._services, SERVING if healthy else NOT_SERVING)
+
+
+def open_store(settings: RegistrySettings) -> RegistryStore:
+    """The store the settings ask for: etcd with ``--etcd``, else in memory.
+
+    Example: ``store = open_store(RegistrySettings()); await store.start()``.
+    """
+    etcd = settings.etcd
+    if etcd is not None:
+        _log.info("keeping state in etcd %s under %s", ",".join(etcd.endpoints), etcd.prefix)
+        return EtcdStore(etcd, settings.limits)
+    return MemoryStore(settings.limits)
+
+
 async def run(
     config: ServerConfig, settings: RegistrySettings, *, stop: asyncio.Event | None = None
 ) -> None:
-    """Serve the registry with an in-memory store until SIGTERM/SIGINT (or ``stop``)."""
-    store = InstrumentedStore(MemoryStore(settings.limits), backend="memory")
+    """Serve the registry until SIGTERM/SIGINT (or ``stop``), on the store the settings name."""
+    backend = open_store(settings)
+    store = InstrumentedStore(backend, backend="memory" if settings.etcd is None else "etcd")
     await store.start()
     # The web console at / on the HTTP port; off under --auth (it checks no JWT identities).
     locked = "the registry runs with --auth; use the gRPC API" if config.auth else None
     console = Console(store, token=settings.token, locked=locked)
     servicer = RegistryServicer(console.tap(store), settings, bind_certificates=config.mtls)
     xds = ControlPlane(store)  # xDS (ADS) on the same port: any gRPC client dials xds:///name
+    services = [registry_service(servicer), xds.service()]
+    health = _StoreHealth(backend, services)
     if settings.token is None:
         _log.warning("no token configured: registry writes are open to every client")
     remove_hook = add_scrape_hook(lambda: refresh_gauges(store))
     try:
         await serve(
-            [registry_service(servicer), xds.service()],
+            services,
             config,
             hooks=[
                 ListeningHook("registry", config, extra=console.url_note),
-                _EndStreams(servicer),
+                _EndStreams(servicer, health),
                 xds,
                 console,
             ],
             stop=stop,
             http_routes=[*registry_http_routes(store), *console.routes()],
+            health=health.health,
         )
     finally:
         remove_hook()

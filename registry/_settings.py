@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry.store import StoreLimits
+from registry.store.etcd import EtcdConfig, add_etcd_arguments
 from services.runtime.config import ConfigError, Option, add_options, read_options
 
 __all__ = ["RegistrySettings", "add_registry_arguments"]
@@ -33,6 +34,7 @@ class RegistrySettings:
     TTLs are in seconds: a requested TTL of 0 gets ``ttl_default``; others
     must lie in ``[ttl_min, ttl_max]``. ``token`` (None = writes are open)
     is what write calls must present as ``authorization: Bearer <token>``.
+    ``etcd`` (None = the in-memory store) is the etcd cluster to keep state in.
 
     Example: ``RegistrySettings(token="s3cret", limits=StoreLimits(max_watchers=10))``.
     """
@@ -42,6 +44,7 @@ class RegistrySettings:
     ttl_default: float = 10.0
     token: str | None = field(default=None, repr=False)
     limits: StoreLimits = field(default_factory=StoreLimits)
+    etcd: EtcdConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.ttl_min <= self.ttl_default <= self.ttl_max:
@@ -70,7 +73,8 @@ class RegistrySettings:
         limit_names = set(StoreLimits.__dataclass_fields__)
         limits = StoreLimits(**{k: v for k, v in values.items() if k in limit_names})
         rest = {k: v for k, v in values.items() if k not in limit_names}
-        return cls(token=token, limits=limits, **rest)
+        etcd = EtcdConfig.from_args(ns, environ)
+        return cls(token=token, limits=limits, etcd=etcd, **rest)
 
 
 _OPTIONS: tuple[Option, ...] = (
@@ -102,6 +106,7 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
     Example: ``add_registry_arguments(parser)`` then ``RegistrySettings.from_args(ns)``.
     """
     add_options(parser, "registry", _OPTIONS)
+    add_etcd_arguments(parser)
 
 
 def _token(token: str | None, token_file: Path | None) -> str | None:

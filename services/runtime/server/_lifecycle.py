@@ -75,15 +75,18 @@ async def serve(
     hooks: Sequence[Lifecycle] = (),
     stop: asyncio.Event | None = None,
     http_routes: Sequence[HttpRoute] = (),
+    health: HealthServicer | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or until ``stop`` is set), then stop gracefully.
 
     The HTTP side port (``/metrics`` plus ``http_routes``) runs alongside, on
-    the same loop, unless ``config.http_listen`` is ``off``.
+    the same loop, unless ``config.http_listen`` is ``off``. ``health`` lets the
+    caller also change the health status later (e.g. NOT_SERVING while a backing
+    store is unreachable); by default serve keeps its own.
     Example: ``await serve([service], ServerConfig(listen="127.0.0.1:50052"))``.
     """
     stop = stop or asyncio.Event()
-    health = HealthServicer()
+    health = health or HealthServicer()
     server, port = create_server(services, config, health=health)
     http = HttpSidePort(config, http_routes)
     await set_health_status(health, services, NOT_SERVING)
