@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,10 +29,20 @@ from types import TracebackType
 from typing import Self
 
 import grpc
-
 from etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-__all__ = ["ELECTION_TIMEOUT_S", "EtcdCluster", "Member", "etcd_binary", "free_port"]
+from registry.store.etcd import EtcdStore
+from registry.store.etcd._client import EtcdNotFound
+
+__all__ = [
+    "ELECTION_TIMEOUT_S",
+    "EtcdCluster",
+    "Member",
+    "ci",
+    "etcd_binary",
+    "free_port",
+    "revoke_everything",
+]
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -200,3 +211,16 @@ class EtcdCluster:
 def ci() -> bool:
     """True on CI, where nothing may skip."""
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+async def revoke_everything(store: EtcdStore) -> None:
+    """Revoke every etcd lease a test's store still holds (so none expires in a later test)."""
+    client = store.client
+    start, end = store.keys.leases()
+    reply = await client.call(
+        client.kv.Range, rpc_pb2.RangeRequest(key=start, range_end=end), client.deadline()
+    )
+    for kv in reply.kvs:
+        lease = rpc_pb2.LeaseRevokeRequest(ID=kv.lease)
+        with contextlib.suppress(EtcdNotFound):
+            await client.call(client.lease.LeaseRevoke, lease, client.deadline())

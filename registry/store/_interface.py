@@ -142,6 +142,11 @@ class RegistryStore(Protocol):
     async def close(self) -> None:
         """Stop background work and end every open watch."""
 
+    @property
+    def watcher_count(self) -> int:
+        """How many watches this process serves."""
+        ...
+
     async def register(
         self, instance: instance_pb2.Instance, ttl: float, *, owner: str | None = None
     ) -> Registration:

@@ -1,25 +1,67 @@
-"""Fixtures: in-process registries from the production factory, and registry processes."""
+"""Fixtures: in-process registries from the production factory (on each store), and
+registry processes.
+
+``make_registry`` runs every test that uses it twice: on the in-memory store and on
+an ``EtcdStore``. One etcd cluster serves the whole session; each registry gets its
+own random key prefix, so tests never see each other's keys, and its leases are
+revoked at teardown so no later test sees their expiry bump etcd's revision.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import grpc.aio
 import pytest
+from etcd.api.etcdserverpb import rpc_pb2
 
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
+from registry.store import RegistryStore
+from registry.store.etcd import EtcdConfig, EtcdStore
 from services.runtime import ServerConfig, create_server
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
+from tests._etcd import EtcdCluster, ci, etcd_binary, revoke_everything
 
 REPO = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"registry listening on (\S+):(\d+)")
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster() -> Iterator[EtcdCluster]:
+    """One 3-member etcd cluster on loopback for the whole test session."""
+    if etcd_binary() is None and not ci():
+        pytest.skip("etcd is not installed: run `make tools-etcd` (CI never skips)")
+    with EtcdCluster.start(size=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["memory", "etcd"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which store the registries of this test run on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def open_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[..., RegistryStore]:
+    """Make a store of this test's kind (etcd: a fresh random prefix each time)."""
+
+    def open_(settings: RegistrySettings) -> RegistryStore:
+        if store_kind == "memory":
+            return MemoryStore(settings.limits, reap_interval=0.05)
+        cluster: EtcdCluster = request.getfixturevalue("etcd_cluster")
+        prefix = f"/test/{secrets.token_hex(8)}/"
+        config = EtcdConfig.parse_endpoints(cluster.endpoints, prefix=prefix)
+        return EtcdStore(config, settings.limits)
+
+    return open_
 
 
 @dataclass
@@ -27,14 +69,32 @@ class Registry:
     """A started in-process registry and a client for it."""
 
     stub: rs_grpc.RegistryServiceAsyncStub
-    store: MemoryStore
+    store: RegistryStore
     server: grpc.aio.Server
     channel: grpc.aio.Channel
     port: int
     settings: RegistrySettings
 
+    @property
+    def on_etcd(self) -> bool:
+        return isinstance(self.store, EtcdStore)
+
+    def granted(self, ttl_s: float) -> float:
+        """The TTL the store grants for ``ttl_s`` (etcd: whole seconds)."""
+        return float(-(-ttl_s // 1)) if self.on_etcd else ttl_s
+
+    async def forget_history(self, before: int) -> None:
+        """Make revisions before ``before`` unreplayable (etcd: compact; memory: its
+        ``history`` limit already does)."""
+        if isinstance(self.store, EtcdStore):
+            client = self.store.client
+            request = rpc_pb2.CompactionRequest(revision=before, physical=True)
+            await client.call(client.kv.Compact, request, client.deadline())
+
     async def close(self) -> None:
         await self.channel.close()
+        if isinstance(self.store, EtcdStore) and not self.store.closed:
+            await revoke_everything(self.store)
         await self.store.close()
         await self.server.stop(None)
 
@@ -43,13 +103,13 @@ MakeRegistry = Callable[..., Awaitable[Registry]]
 
 
 @pytest.fixture
-async def make_registry() -> AsyncIterator[MakeRegistry]:
-    """Start registries on port 0 with given settings; all stopped at teardown."""
+async def make_registry(open_store: Callable[..., RegistryStore]) -> AsyncIterator[MakeRegistry]:
+    """Start registries on port 0 with given settings, on each store; all stopped at teardown."""
     started: list[Registry] = []
 
     async def make(settings: RegistrySettings | None = None, **config: object) -> Registry:
         settings = settings or RegistrySettings()
-        store = MemoryStore(settings.limits, reap_interval=0.05)
+        store = open_store(settings)
         await store.start()
         servicer = RegistryServicer(
             store, settings, bind_certificates=bool(config.get("tls_client_ca"))

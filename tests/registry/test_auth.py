@@ -193,4 +193,5 @@ async def test_mtls_binds_a_certificate_to_its_service(
             assert error.reason == "CERTIFICATE_SERVICE_MISMATCH"
         else:
             raise AssertionError(f"registered {service!r} with another service's certificate")
-    assert registry.store.instance_count == 2
+    services, _ = await registry.store.list_services()
+    assert sum(s.instance_count for s in services) == 2

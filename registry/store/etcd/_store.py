@@ -128,6 +128,11 @@ class EtcdStore:
             await self.client.close()
 
     @property
+    def closed(self) -> bool:
+        """True once ``close`` ran."""
+        return self._closed
+
+    @property
     def watcher_count(self) -> int:
         """How many watches this replica serves."""
         return len(self._watches)
