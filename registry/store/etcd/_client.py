@@ -50,6 +50,10 @@ _log = logging.getLogger("registry.etcd")
 Reply = TypeVar("Reply")
 Reply_co = TypeVar("Reply_co", covariant=True)
 _MARGIN_S = 0.05  # answer the caller this long before its own deadline
+# One attempt's bound when more time is left: a request a follower forwarded to a leader
+# that just died is dropped silently, so it is tried again (on the new leader) instead
+# of waiting out the whole deadline. Every call this store makes is safe to repeat.
+_ATTEMPT_S = 0.75
 _BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.4)
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.lb_policy_name", "round_robin"),
@@ -191,8 +195,9 @@ class EtcdClient:
             if left <= 0:
                 raise unavailable("deadline reached")
             await self._authenticate(deadline)
+            timeout = _ATTEMPT_S if retry and left > 2 * _ATTEMPT_S else left
             try:
-                return await method(request, timeout=left, metadata=self.metadata())
+                return await method(request, timeout=timeout, metadata=self.metadata())
             except grpc.aio.AioRpcError as err:
                 await self._on_error(err, retry, attempt, deadline)
             attempt += 1
@@ -207,6 +212,8 @@ class EtcdClient:
         if code == grpc.StatusCode.UNAUTHENTICATED and self.config.user and attempt == 0:
             self._token = None  # the token expired: take a new one and try once more
             return
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and retry and time.monotonic() < deadline:
+            return  # only this attempt's bound ran out
         if code != grpc.StatusCode.UNAVAILABLE or not retry:
             _log.warning("etcd call failed: %s %s", code.name, err.details())
             raise unavailable(code.name.lower()) from None
