@@ -79,7 +79,7 @@ fmt: $(STAMP) ## Format and fix imports with ruff
 # --- run & test ------------------------------------------------------------
 
 .PHONY: test
-test: $(STAMP) tools-postgres tools-prometheus tools-chromium ## Create the venv (and install PostgreSQL, Prometheus, Chromium) if needed, then run every test
+test: $(STAMP) tools-postgres tools-prometheus tools-chromium tools-etcd ## Create the venv (and install PostgreSQL, Prometheus, Chromium, etcd) if needed, then run every test
 	$(PY) -m pytest
 
 .PHONY: run

@@ -255,6 +255,61 @@ _ALL = (
         "1,000 etcd Watch streams on one prefix; one Put at a time; same measurement.",
         unit="deliveries/s",
     ),
+    CaseInfo(
+        "etcd.range100_linear.ghz",
+        "etcd Range (100 keys), linearizable",
+        "etcd",
+        "ghz",
+        "etcd",
+        "The same Range as a linearizable read (a quorum round per read): what the "
+        "etcd-backed registry's Resolve does, so its ratio compares the same work.",
+    ),
+    # --- the registry on etcd (--etcd): same calls, the state in the etcd above ----------------
+    CaseInfo(
+        "registry_etcd.heartbeat.ghz",
+        "Registry on etcd: Heartbeat (unary)",
+        "registry_etcd",
+        "ghz",
+        "registry+etcd",
+        "Unary Heartbeat on a registry started with --etcd (one etcd LeaseKeepAlive per "
+        "call, on the registry's shared stream). CPU is the registry's and etcd's.",
+    ),
+    CaseInfo(
+        "registry_etcd.keepalive.py",
+        "Registry on etcd: KeepAlive stream",
+        "registry_etcd",
+        "python",
+        "registry+etcd",
+        "registry.keepalive.py's shape on the etcd-backed registry.",
+        unit="renewals/s",
+    ),
+    CaseInfo(
+        "registry_etcd.keepalive.ghz",
+        "Registry on etcd: KeepAlive stream, pipelined (ghz)",
+        "registry_etcd",
+        "ghz",
+        "registry+etcd",
+        "registry.keepalive.ghz's shape on the etcd-backed registry.",
+        unit="renewals/s",
+    ),
+    CaseInfo(
+        "registry_etcd.resolve100.ghz",
+        "Registry on etcd: Resolve (100 instances)",
+        "registry_etcd",
+        "ghz",
+        "registry+etcd",
+        "Resolve of 100 instances: one linearizable etcd Range per call, parsed into the answer.",
+    ),
+    CaseInfo(
+        "registry_etcd.watch1000.py",
+        "Registry on etcd: Watch fan-out to 1,000",
+        "registry_etcd",
+        "python",
+        "registry+etcd",
+        "registry.watch1000.py on the etcd-backed registry: each registry watch is an etcd "
+        "watch, so a change goes etcd -> registry -> watcher.",
+        unit="deliveries/s",
+    ),
     # --- scaling and failover ----------------------------------------------------------------
     *(
         CaseInfo(

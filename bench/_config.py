@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class BenchConfig:
     memory_per_service: int = 1_000
     scaling_instances: int = 3
     failover_s: float = 3.0
+    only: tuple[str, ...] = ()  # case-key prefixes to run (BENCH_ONLY); () = every case
 
     @classmethod
     def full(cls) -> BenchConfig:
@@ -69,9 +70,16 @@ class BenchConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BenchConfig:
-        """Quick when ``BENCH_QUICK`` is set to anything but ``""``/``0``."""
+        """Quick when ``BENCH_QUICK`` is set to anything but ``""``/``0``; ``BENCH_ONLY``
+        (comma-separated case-key prefixes, e.g. ``registry_etcd,etcd``) picks the cases."""
         env = os.environ if environ is None else environ
-        return cls.quick() if env.get("BENCH_QUICK", "") not in ("", "0") else cls.full()
+        config = cls.quick() if env.get("BENCH_QUICK", "") not in ("", "0") else cls.full()
+        only = tuple(p.strip() for p in env.get("BENCH_ONLY", "").split(",") if p.strip())
+        return replace(config, only=only)
+
+    def wants(self, key: str) -> bool:
+        """Whether the case ``key`` is selected (every case when ``only`` is empty)."""
+        return not self.only or key.startswith(self.only)
 
     def to_json(self) -> dict[str, Any]:
         """The knobs as plain data (recorded in the JSON report)."""

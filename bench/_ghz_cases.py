@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench._config import REPO
-from bench._etcd import ETCD_PROTO
+from bench._etcd import ETCD_IMPORTS, ETCD_PROTO
 from bench._ghz import GhzCall, GhzLoad, run_ghz
 from bench._lg_ops import etcd_prefix
 from bench._model import CaseResult
@@ -55,6 +55,16 @@ class GhzCase:
 
 def _call(proto: Path, method: str, data: object) -> GhzCall:
     return GhzCall(proto=proto, call=method, data=json.dumps(data), import_paths=(PROTOS,))
+
+
+def _etcd_call(method: str, data: object) -> GhzCall:
+    """A call of etcd's API (``KV.Range``) from the project's etcd proto subset."""
+    return GhzCall(
+        proto=ETCD_PROTO,
+        call=f"etcdserverpb.{method}",
+        data=json.dumps(data),
+        import_paths=(ETCD_IMPORTS,),
+    )
 
 
 def _get_users(stack: Stack) -> GhzCall:
@@ -123,23 +133,36 @@ def _product_cases(stack: Stack, load: GhzLoad) -> list[GhzCase]:
 
 def _registry_cases(stack: Stack, load: GhzLoad) -> list[GhzCase]:
     assert stack.registry is not None
-    registry = stack.registry
+    return _registry_on(stack.registry, stack.heartbeat_lease, "registry", load, ())
+
+
+def _registry_etcd_cases(stack: Stack, load: GhzLoad) -> list[GhzCase]:
+    """The same calls on a registry keeping its state in the bench's etcd (CPU: both)."""
+    assert stack.registry_etcd is not None and stack.etcd is not None
+    registry, lease = stack.registry_etcd, stack.registry_etcd_lease
+    return _registry_on(registry, lease, "registry_etcd", load, (stack.etcd,))
+
+
+def _registry_on(
+    registry: Proc, lease_id: str, prefix: str, load: GhzLoad, also: tuple[Proc, ...]
+) -> list[GhzCase]:
     service = "switchboard.registry.v1.RegistryService"
-    lease = {"lease_id": stack.heartbeat_lease}
+    lease = {"lease_id": lease_id}
     heartbeat = _call(REGISTRY_PROTO, f"{service}.Heartbeat", lease)
     stream = _call(REGISTRY_PROTO, f"{service}.KeepAlive", [lease] * STREAM_MESSAGES)
     resolve = _call(REGISTRY_PROTO, f"{service}.Resolve", {"service": "resolve-100"})
+    servers = (registry, *also)
     return [
-        GhzCase("registry.heartbeat.ghz", registry.address, heartbeat, load, (registry,)),
+        GhzCase(f"{prefix}.heartbeat.ghz", registry.address, heartbeat, load, servers),
         GhzCase(
-            "registry.keepalive.ghz",
+            f"{prefix}.keepalive.ghz",
             registry.address,
             stream,
             load,
-            (registry,),
+            servers,
             messages=STREAM_MESSAGES,
         ),
-        GhzCase("registry.resolve100.ghz", registry.address, resolve, load, (registry,)),
+        GhzCase(f"{prefix}.resolve100.ghz", registry.address, resolve, load, servers),
     ]
 
 
@@ -147,19 +170,19 @@ def _etcd_cases(stack: Stack, load: GhzLoad) -> list[GhzCase]:
     assert stack.etcd is not None
     etcd = stack.etcd
     lease = {"ID": str(stack.etcd_lease)}
-    once = GhzCall(ETCD_PROTO, "etcdserverpb.Lease.LeaseKeepAlive", json.dumps(lease))
-    stream = GhzCall(
-        ETCD_PROTO, "etcdserverpb.Lease.LeaseKeepAlive", json.dumps([lease] * STREAM_MESSAGES)
-    )
+    once = _etcd_call("Lease.LeaseKeepAlive", lease)
+    stream = _etcd_call("Lease.LeaseKeepAlive", [lease] * STREAM_MESSAGES)
     key, end = etcd_prefix("resolve-100")
     data = {"key": _b64(key), "range_end": _b64(end), "serializable": True}
-    ranged = GhzCall(ETCD_PROTO, "etcdserverpb.KV.Range", json.dumps(data))
+    ranged = _etcd_call("KV.Range", data)
+    linear = _etcd_call("KV.Range", data | {"serializable": False})
     return [
         GhzCase("etcd.keepalive_once.ghz", etcd.address, once, load, (etcd,)),
         GhzCase(
             "etcd.keepalive.ghz", etcd.address, stream, load, (etcd,), messages=STREAM_MESSAGES
         ),
         GhzCase("etcd.range100.ghz", etcd.address, ranged, load, (etcd,)),
+        GhzCase("etcd.range100_linear.ghz", etcd.address, linear, load, (etcd,)),
     ]
 
 
@@ -184,7 +207,9 @@ def ghz_cases(stack: Stack) -> list[GhzCase]:
         cases += _registry_cases(stack, load)
     if stack.etcd is not None and stack.etcd_lease:
         cases += _etcd_cases(stack, load)
-    return cases
+    if stack.registry_etcd is not None and stack.registry_etcd_lease:
+        cases += _registry_etcd_cases(stack, load)
+    return [case for case in cases if stack.config.wants(case.key)]
 
 
 async def _one(stack: Stack, case: GhzCase, duration_s: float) -> tuple[Rep, dict[str, int]]:

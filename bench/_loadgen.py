@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -56,7 +55,7 @@ async def _ready_channel(target: str) -> grpc.aio.Channel:
 
 
 def _etcd(spec: Spec) -> tuple[ModuleType, ModuleType]:
-    return load_stubs(Path(spec["stubs_dir"]))
+    return load_stubs()
 
 
 def _result(reps: list[Rep], failures: Failures, **extra: Any) -> Result:

@@ -80,7 +80,7 @@ def client_entries(stack: Stack) -> list[dict[str, Any]]:
     if stack.users and stack.user_ids:
         entries.append(_stub_entry("user.get.stub", stack.users[0], stack.user_ids))
         entries.append(client_entry(stack, "user.get.client"))
-    return entries
+    return [e for e in entries if stack.config.wants(str(e["name"]))]
 
 
 def _stub_entry(name: str, proc: Proc, ids: list[str]) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def _stub_entry(name: str, proc: Proc, ids: list[str]) -> dict[str, Any]:
 
 def keepalive_entries(stack: Stack) -> list[dict[str, Any]]:
     """Rounds entries for KeepAlive streams on the registry and on etcd."""
-    entries = []
+    entries: list[dict[str, Any]] = []
     if stack.registry is not None:
         entries.append(
             {
@@ -111,11 +111,19 @@ def keepalive_entries(stack: Stack) -> list[dict[str, Any]]:
                 "name": "etcd.keepalive.py",
                 "kind": "etcd_keepalive",
                 "target": stack.etcd.address,
-                "stubs_dir": str(stack.stubs_dir),
                 "pids": [stack.etcd.pid],
             }
         )
-    return entries
+    if stack.registry_etcd is not None and stack.etcd is not None:
+        entries.append(
+            {
+                "name": "registry_etcd.keepalive.py",
+                "kind": "registry_keepalive",
+                "target": stack.registry_etcd.address,
+                "pids": [stack.registry_etcd.pid, stack.etcd.pid],
+            }
+        )
+    return [e for e in entries if stack.config.wants(e["name"])]
 
 
 async def python_rounds(
@@ -146,20 +154,21 @@ async def fanout(stack: Stack, results: dict[str, CaseResult]) -> None:
     """Watch fan-out to ``config.watchers`` watchers: registry Watch, registry xDS (EDS) and
     etcd in the same rounds."""
     config = stack.config
+    etcd_pids = [stack.etcd.pid] if stack.etcd is not None else []
     entries = [
         {
             "name": key,
             "kind": kind,
             "target": proc.address,
-            "pids": [proc.pid],
-            "stubs_dir": str(stack.stubs_dir),
+            "pids": [proc.pid, *(etcd_pids if key.startswith("registry_etcd") else [])],
         }
         for key, kind, proc in (
             ("registry.watch1000.py", "registry", stack.registry),
             ("registry.xds1000.py", "xds", stack.registry),
             ("etcd.watch1000.py", "etcd", stack.etcd),
+            ("registry_etcd.watch1000.py", "registry", stack.registry_etcd),
         )
-        if proc is not None
+        if proc is not None and stack.config.wants(key)
     ]
     spec = {
         "scenario": "fanout_rounds",
@@ -171,7 +180,7 @@ async def fanout(stack: Stack, results: dict[str, CaseResult]) -> None:
         "gap_s": config.watch_gap_s,
     }
     answer = await loadgen(stack, spec)
-    servers = [p for p in (stack.registry, stack.etcd) if p is not None]
+    servers = [p for p in (stack.registry, stack.etcd, stack.registry_etcd) if p is not None]
     _fill_entries(results, answer, entries, servers)
 
 
@@ -236,7 +245,6 @@ async def memory(stack: Stack, results: dict[str, CaseResult], key: str) -> None
     spec = {
         "scenario": scenario,
         "target": proc.address,
-        "stubs_dir": str(stack.stubs_dir),
         "pid": proc.pid,
         "sizes": list(config.memory_sizes),
         "per_service": config.memory_per_service,

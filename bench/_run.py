@@ -36,6 +36,7 @@ from bench._stack import (
     start_etcd,
     start_product,
     start_registry,
+    start_registry_etcd,
     start_user,
 )
 
@@ -106,7 +107,6 @@ async def _setup_etcd(stack: Stack) -> None:
     spec = {
         "scenario": "etcd_setup",
         "target": stack.etcd.address,
-        "stubs_dir": str(stack.stubs_dir),
         "service": "resolve-100",
         "count": stack.config.resolve_instances,
         "ttl_s": 300,
@@ -116,6 +116,21 @@ async def _setup_etcd(stack: Stack) -> None:
 
 async def _start_main_etcd(stack: Stack) -> None:
     stack.etcd = await start_etcd(stack)
+
+
+async def _setup_registry_etcd(stack: Stack) -> None:
+    await start_registry_etcd(stack)
+    assert stack.registry_etcd is not None
+    target = stack.registry_etcd.address
+    base = {"scenario": "registry_setup", "target": target, "ttl_s": 300}
+    await loadgen(stack, base | {"service": "resolve-100", "count": stack.config.resolve_instances})
+    answer = await loadgen(stack, base | {"service": "heartbeat", "count": 1})
+    stack.registry_etcd_lease = answer["extra"]["leases"][0]
+
+
+def _needed(stack: Stack, *prefixes: str) -> bool:
+    """Whether any selected case starts with one of ``prefixes`` (BENCH_ONLY)."""
+    return any(stack.config.wants(key) for key in CASES if key.startswith(prefixes))
 
 
 async def _start_stack(stack: Stack) -> None:
@@ -129,12 +144,16 @@ async def _start_stack(stack: Stack) -> None:
     await _step(stack, "etcd", lambda: _start_main_etcd(stack))
     if stack.etcd is not None:
         await _step(stack, "etcd", lambda: _setup_etcd(stack))
-    if await _step(stack, "user", lambda: start_user(stack)):
+        if _needed(stack, "registry_etcd"):
+            await _step(stack, "registry_etcd", lambda: _setup_registry_etcd(stack))
+    users = _needed(stack, "user", "product", "scale", "failover", "echo.aio.py")
+    if users and await _step(stack, "user", lambda: start_user(stack)):
         await _step(stack, "user", lambda: _seed_users(stack))
     if stack.user_ids and await _step(stack, "product", lambda: start_product(stack)):
         await _step(stack, "product", lambda: _seed_product(stack))
-    await _step(stack, "echo-aio", lambda: start_echo(stack, "aio"))
-    await _step(stack, "echo-sync", lambda: start_echo(stack, "sync"))
+    if _needed(stack, "echo"):
+        await _step(stack, "echo-aio", lambda: start_echo(stack, "aio"))
+        await _step(stack, "echo-sync", lambda: start_echo(stack, "sync"))
     await _step(stack, "registry", lambda: _setup_registry(stack))
 
 
@@ -151,32 +170,41 @@ async def _phase(results: dict[str, CaseResult], keys: Iterable[str], name: str,
 
 
 async def _main_phases(stack: Stack, results: dict[str, CaseResult]) -> None:
-    servers = [p for p in (stack.registry, stack.etcd, stack.echo_aio, *stack.users) if p]
+    procs = (stack.registry, stack.etcd, stack.registry_etcd, stack.echo_aio, *stack.users)
+    servers = [p for p in procs if p]
     if stack.ghz is not None:
         cases = ghz_cases(stack)
         await _phase(
             results, [c.key for c in cases], "ghz cases", lambda: run_rounds(stack, cases, results)
         )
     entries = phases.client_entries(stack)
-    await _phase(
-        results,
-        [e["name"] for e in entries],
-        "python: echo vs raw stub vs client",
-        lambda: phases.python_rounds(stack, results, entries, servers),
-    )
-    entries = phases.keepalive_entries(stack)
-    await _phase(
-        results,
-        [e["name"] for e in entries],
-        "python: keepalive streams",
-        lambda: phases.python_rounds(stack, results, entries, servers),
-    )
-    await _phase(
-        results,
-        ["registry.watch1000.py", "registry.xds1000.py", "etcd.watch1000.py"],
-        "watch fan-out",
-        lambda: phases.fanout(stack, results),
-    )
+    if entries:
+        await _phase(
+            results,
+            [e["name"] for e in entries],
+            "python: echo vs raw stub vs client",
+            lambda: phases.python_rounds(stack, results, entries, servers),
+        )
+    keepalives = phases.keepalive_entries(stack)
+    if keepalives:
+        await _phase(
+            results,
+            [e["name"] for e in keepalives],
+            "python: keepalive streams",
+            lambda: phases.python_rounds(stack, results, keepalives, servers),
+        )
+    fanout_keys = [
+        key
+        for key in (
+            "registry.watch1000.py",
+            "registry.xds1000.py",
+            "etcd.watch1000.py",
+            "registry_etcd.watch1000.py",
+        )
+        if stack.config.wants(key)
+    ]
+    if fanout_keys:
+        await _phase(results, fanout_keys, "watch fan-out", lambda: phases.fanout(stack, results))
     if stack.users and stack.user_ids:
         scale_keys = [f"scale.user.{n}" for n in range(1, stack.config.scaling_instances + 1)]
         await _phase(results, scale_keys, "scaling", lambda: phases.scaling(stack, results))
@@ -187,6 +215,8 @@ async def _main_phases(stack: Stack, results: dict[str, CaseResult]) -> None:
 
 async def _memory_phases(stack: Stack, results: dict[str, CaseResult]) -> None:
     for key in ("memory.registry", "memory.etcd"):
+        if not stack.config.wants(key):
+            continue
         if key == "memory.etcd" and "etcd" in stack.missing:
             continue  # explained with the other etcd cases
         await _phase(results, [key], key, _memory_step(stack, results, key))
@@ -198,7 +228,8 @@ def _memory_step(stack: Stack, results: dict[str, CaseResult], key: str) -> Step
 
 def _explain_missing(stack: Stack, results: dict[str, CaseResult]) -> None:
     """Every case without figures gets a reason: what it needed that was missing."""
-    needs = {
+    needs = {  # first match wins: the longer prefixes first
+        "registry_etcd": "registry_etcd",
         "echo.aio": "echo-aio",
         "echo.sync": "echo-sync",
         "user": "user",
@@ -230,7 +261,7 @@ async def run_bench(
     """Run every case; return the results by key and facts about the run (cores, idle RSS)."""
     cpus = plan_cpus()
     _pin_to_load_core(cpus)
-    results = {key: info.result() for key, info in CASES.items()}
+    results = {key: info.result() for key, info in CASES.items() if config.wants(key)}
     work = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     procs = Procs(logs, cpus)
     stack = Stack(config, procs, work, logs)

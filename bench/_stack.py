@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._config import REPO, BenchConfig
-from bench._etcd import compile_stubs, etcd_argv, etcd_binary
+from bench._etcd import etcd_argv, etcd_binary
 from bench._procs import Memory, Proc, Procs, forget_group, free_port, track_group
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "start_etcd",
     "start_product",
     "start_registry",
+    "start_registry_etcd",
     "start_user",
 ]
 
@@ -58,8 +59,8 @@ class Stack:
     work: Path
     logs: Path
     ghz: Path | None = None
-    stubs_dir: Path | None = None
     registry: Proc | None = None
+    registry_etcd: Proc | None = None
     etcd: Proc | None = None
     echo_aio: Proc | None = None
     echo_sync: Proc | None = None
@@ -70,6 +71,7 @@ class Stack:
     seller_id: str = ""
     product_id: str = ""
     heartbeat_lease: str = ""
+    registry_etcd_lease: str = ""
     etcd_lease: int = 0
     idle: dict[str, Memory] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
@@ -111,6 +113,15 @@ async def start_registry(stack: Stack) -> Proc:
     argv = [sys.executable, "-m", "registry", "--listen", "127.0.0.1:0"]
     stack.registry = await stack.procs.start("registry", argv, env=server_env())
     return await _idle(stack, "registry", stack.registry)
+
+
+async def start_registry_etcd(stack: Stack) -> Proc:
+    """A registry keeping its state in the bench's etcd (``--etcd``), beside the in-memory one."""
+    assert stack.etcd is not None
+    argv = [sys.executable, "-m", "registry", "--listen", "127.0.0.1:0"]
+    argv += ["--etcd", stack.etcd.address, "--etcd-prefix", "/bench/registry/"]
+    stack.registry_etcd = await stack.procs.start("registry-etcd", argv, env=server_env())
+    return await _idle(stack, "registry-etcd", stack.registry_etcd)
 
 
 async def start_user(stack: Stack) -> Proc:
@@ -160,8 +171,6 @@ async def start_etcd(stack: Stack, name: str = "etcd") -> Proc | None:
     if binary is None:
         stack.missing["etcd"] = "etcd is not installed (run `make tools-etcd`)"
         return None
-    if stack.stubs_dir is None:
-        stack.stubs_dir = compile_stubs(stack.work / "etcd-stubs")
     data = _tmpfs_dir("switchboard-bench-etcd-")
     client_port = free_port()
     argv = etcd_argv(binary, data / "member", client_port, free_port())

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench._cases import CASES
 from bench._model import CaseResult
 from bench._stats import Figure
 
@@ -128,9 +129,69 @@ def _registry_10k(case: CaseResult) -> Target:
     return _compare(name, needs, rss, lambda v: v < 100, f"{rss:.1f} MB (VmRSS)")
 
 
+def _fanout_ratio(name: str, ours: CaseResult, base: CaseResult, maximum: float) -> Target:
+    """``ours.p99 / base.p99 <= maximum``: the median of the per-round p99 ratios."""
+    needs = f"<= {maximum:g}x"
+    ratios = [x.p99_ms / y.p99_ms for x, y in zip(ours.reps, base.reps, strict=False) if y.p99_ms]
+    if not (ours.ran and base.ran) or not ratios or ours.p99 is None or base.p99 is None:
+        return _unmeasured(name, needs, ours, base)
+    value = statistics.median(ratios)
+    measured = (
+        f"{value:.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}): p99 "
+        f"{ours.p99.median:.1f} vs {base.p99.median:.1f} ms; {ours.errors} deliveries lost"
+    )
+    ok = value <= maximum and ours.errors == 0
+    return Target(name, needs, measured, value, PASS if ok else SHORT)
+
+
+def _etcd_targets(r: Mapping[str, CaseResult]) -> list[Target]:
+    """The etcd-backed registry against raw etcd doing the same work in the same run."""
+    return [
+        ratio_target(
+            "Registry on etcd: Heartbeat vs etcd LeaseKeepAlive (1 renewal per stream)",
+            r["registry_etcd.heartbeat.ghz"],
+            r["etcd.keepalive_once.ghz"],
+            0.5,
+        ),
+        ratio_target(
+            "Registry on etcd: KeepAlive renewals/s vs etcd (ghz, pipelined)",
+            r["registry_etcd.keepalive.ghz"],
+            r["etcd.keepalive.ghz"],
+            0.5,
+        ),
+        ratio_target(
+            "Registry on etcd: KeepAlive renewals/s vs etcd (Python, 1 in flight)",
+            r["registry_etcd.keepalive.py"],
+            r["etcd.keepalive.py"],
+            0.5,
+        ),
+        ratio_target(
+            "Registry on etcd: Resolve(100) vs etcd linearizable Range(100)",
+            r["registry_etcd.resolve100.ghz"],
+            r["etcd.range100_linear.ghz"],
+            0.5,
+        ),
+        _fanout_ratio(
+            "Registry on etcd: Watch fan-out p99 to 1,000 vs etcd's",
+            r["registry_etcd.watch1000.py"],
+            r["etcd.watch1000.py"],
+            1.5,
+        ),
+    ]
+
+
+class _Selected(dict[str, CaseResult]):
+    """The results, with an unselected case (BENCH_ONLY) standing in as not measured."""
+
+    def __missing__(self, key: str) -> CaseResult:
+        result = CASES[key].result()
+        result.error = "not selected (BENCH_ONLY)"
+        return result
+
+
 def judge(results: Mapping[str, CaseResult], idle_rss: Mapping[str, int]) -> list[Target]:
     """Every target of the issue, in its order."""
-    r = results
+    r = _Selected(results)
     return [
         ratio_target(
             "GetUser via Switchboard client vs raw echo (grpc.aio)",
@@ -168,4 +229,5 @@ def judge(results: Mapping[str, CaseResult], idle_rss: Mapping[str, int]) -> lis
         _idle("user", idle_rss),
         _idle("product", idle_rss),
         _registry_10k(r["memory.registry"]),
+        *_etcd_targets(r),
     ]

@@ -135,6 +135,8 @@ $(eval $(call tools_mvn_exe,protoc,com.google.protobuf:protoc,$(PROTOC_JAVA_VERS
 $(eval $(call tools_mvn_exe,protoc-gen-grpc-java,io.grpc:protoc-gen-grpc-java,$(GRPC_JAVA_VERSION)))
 
 # --- etcd (Debian package; the one tool not under .tools) ----------------------------
+# The registry's etcd store and its tests (3-member clusters on loopback) need etcd >= 3.4
+# (v3 gRPC API: Txn, LeaseKeepAlive, Watch with prev_kv, Compact); `make test` depends on this.
 .PHONY: tools-etcd
 tools-etcd: ## etcd-server + etcd-client from Debian, only if `etcd` is missing
 	@if command -v etcd >/dev/null 2>&1; then exit 0; fi; \
