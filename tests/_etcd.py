@@ -38,6 +38,7 @@ __all__ = [
     "ELECTION_TIMEOUT_S",
     "EtcdCluster",
     "Member",
+    "Tls",
     "ci",
     "etcd_binary",
     "free_port",
@@ -62,6 +63,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Tls:
+    """Certificates for HTTPS client URLs: the CA, the members' pair, a client's pair."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            self.ca.read_bytes(), self.client_key.read_bytes(), self.client_cert.read_bytes()
+        )
+
+
 @dataclass
 class Member:
     """One etcd member: its ports, data dir, log file and process (None while down)."""
@@ -72,10 +89,15 @@ class Member:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    tls: Tls | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
     @property
     def peer_url(self) -> str:
@@ -83,7 +105,11 @@ class Member:
 
     def status(self, timeout: float = 1.0) -> rpc_pb2.StatusResponse | None:
         """Maintenance.Status of this member, or None if it does not answer."""
-        with grpc.insecure_channel(self.address) as channel:
+        if self.tls is None:
+            channel = grpc.insecure_channel(self.address)
+        else:
+            channel = grpc.secure_channel(self.address, self.tls.credentials())
+        with channel:
             stub = rpc_pb2_grpc.MaintenanceStub(channel)
             try:
                 return stub.Status(rpc_pb2.StatusRequest(), timeout=timeout)
@@ -101,8 +127,8 @@ class EtcdCluster:
     _own_work: bool = field(default=False, repr=False)
 
     @classmethod
-    def start(cls, work: Path | None = None, size: int = 3) -> EtcdCluster:
-        """Start ``size`` members and wait until they agree on a leader."""
+    def start(cls, work: Path | None = None, size: int = 3, tls: Tls | None = None) -> EtcdCluster:
+        """Start ``size`` members (HTTPS clients with ``tls``) and wait for a leader."""
         binary = etcd_binary()
         if binary is None:
             raise RuntimeError("etcd is not on PATH: run `make tools-etcd`")
@@ -110,7 +136,7 @@ class EtcdCluster:
         base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
         work = work or Path(tempfile.mkdtemp(prefix="switchboard-etcd-", dir=base))
         members = [
-            Member(f"m{n}", free_port(), free_port(), work / f"m{n}", work / f"m{n}.log")
+            Member(f"m{n}", free_port(), free_port(), work / f"m{n}", work / f"m{n}.log", tls=tls)
             for n in range(size)
         ]
         cluster = cls(binary, members, work, own)
@@ -126,9 +152,21 @@ class EtcdCluster:
 
     def _argv(self, member: Member) -> list[str]:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        client = f"http://{member.address}"
+        client = member.client_url
+        tls = member.tls
+        secure = (
+            []
+            if tls is None
+            else [
+                f"--cert-file={tls.server_cert}",
+                f"--key-file={tls.server_key}",
+                f"--trusted-ca-file={tls.ca}",
+                "--client-cert-auth",
+            ]
+        )
         return [
             self.binary,
+            *secure,
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
             f"--listen-client-urls={client}",
