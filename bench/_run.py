@@ -40,7 +40,9 @@ from bench._stack import (
     start_user,
 )
 
-__all__ = ["GHZ", "brief", "run_bench", "run_sync"]
+__all__ = ["GHZ", "NOT_SELECTED", "brief", "run_bench", "run_sync"]
+
+NOT_SELECTED = "not selected (BENCH_ONLY)"
 
 GHZ = REPO / ".tools" / "bin" / "ghz"
 Step = Callable[[], Awaitable[object]]
@@ -261,7 +263,10 @@ async def run_bench(
     """Run every case; return the results by key and facts about the run (cores, idle RSS)."""
     cpus = plan_cpus()
     _pin_to_load_core(cpus)
-    results = {key: info.result() for key, info in CASES.items() if config.wants(key)}
+    results = {key: info.result() for key, info in CASES.items()}
+    for key, result in results.items():
+        if not config.wants(key):
+            result.error = NOT_SELECTED
     work = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     procs = Procs(logs, cpus)
     stack = Stack(config, procs, work, logs)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench._cases import CASES
 from bench._model import CaseResult
 from bench._stats import Figure
 
@@ -180,18 +179,9 @@ def _etcd_targets(r: Mapping[str, CaseResult]) -> list[Target]:
     ]
 
 
-class _Selected(dict[str, CaseResult]):
-    """The results, with an unselected case (BENCH_ONLY) standing in as not measured."""
-
-    def __missing__(self, key: str) -> CaseResult:
-        result = CASES[key].result()
-        result.error = "not selected (BENCH_ONLY)"
-        return result
-
-
 def judge(results: Mapping[str, CaseResult], idle_rss: Mapping[str, int]) -> list[Target]:
     """Every target of the issue, in its order."""
-    r = _Selected(results)
+    r = results
     return [
         ratio_target(
             "GetUser via Switchboard client vs raw echo (grpc.aio)",

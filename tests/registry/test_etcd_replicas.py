@@ -416,12 +416,14 @@ async def test_quorum_loss_fails_fast_and_recovers_without_evictions(
         cluster.kill(member)
     lost_at = time.monotonic()
     not_serving_after = await wait_health(replicas.a, NOT_SERVING, limit_s=8.0)
+    slowest = 0.0
     for _ in range(20):  # calls fail fast, inside their deadlines, for the whole outage
         started = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Resolve(rs.ResolveRequest(service="user"), timeout=1.0)
+        # UNAVAILABLE (not DEADLINE_EXCEEDED) means the answer beat the caller's deadline
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert time.monotonic() - started < 1.0
+        slowest = max(slowest, time.monotonic() - started)
         if time.monotonic() - lost_at > 10.0:
             break
         await settle(0.4)
@@ -433,7 +435,8 @@ async def test_quorum_loss_fails_fast_and_recovers_without_evictions(
     truth = await converge(trackers, stub)
     await load.stop()
     print(
-        f"\nquorum loss: NOT_SERVING after {not_serving_after:.1f}s, "
+        f"\nquorum loss: Resolve(timeout 1 s) failed UNAVAILABLE in at most {slowest:.2f}s, "
+        f"NOT_SERVING after {not_serving_after:.1f}s, "
         f"SERVING {serving_after:.1f}s after quorum returned "
         f"({time.monotonic() - back:.1f}s to the end)"
     )

@@ -49,11 +49,18 @@ _log = logging.getLogger("registry.etcd")
 
 Reply = TypeVar("Reply")
 Reply_co = TypeVar("Reply_co", covariant=True)
-_MARGIN_S = 0.05  # answer the caller this long before its own deadline
+# Answer the caller this long before its own deadline (at least 0.1 s, or a tenth of the
+# time it gave): a busy event loop must still get UNAVAILABLE back to it in time.
+_MARGIN_S = 0.1
+_MARGIN_SHARE = 0.1
+# While the health probe says etcd cannot serve, a call gets this long at most: callers
+# hear UNAVAILABLE at once instead of at their deadline, and a call still succeeds
+# as soon as etcd is back (before the probe notices).
+_DEGRADED_S = 0.3
 # One attempt's bound when more time is left: a request a follower forwarded to a leader
 # that just died is dropped silently, so it is tried again (on the new leader) instead
 # of waiting out the whole deadline. Every call this store makes is safe to repeat.
-_ATTEMPT_S = 0.75
+_ATTEMPT_S = 0.5
 _BACKOFF_S = (0.02, 0.05, 0.1, 0.2, 0.4)
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.lb_policy_name", "round_robin"),
@@ -140,6 +147,7 @@ class EtcdClient:
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self.keepalives = KeepAlives(self)
+        self.degraded = False  # set by the store's health probe
 
     async def connect(self) -> None:
         """Open the channel (no I/O yet: members are dialled on first use)."""
@@ -168,13 +176,14 @@ class EtcdClient:
     def deadline(self) -> float:
         """The absolute deadline of one registry call's work in etcd.
 
-        ``config.timeout`` from now, or sooner when the incoming call's deadline
-        is nearer (minus a margin, so the caller hears UNAVAILABLE in time).
+        ``config.timeout`` from now (a fraction of a second while etcd is known to be
+        down), or sooner when the incoming call's deadline is nearer (minus a margin,
+        so the caller hears UNAVAILABLE in time).
         """
-        budget = self.config.timeout
+        budget = _DEGRADED_S if self.degraded else self.config.timeout
         remaining = remaining_time()
         if remaining is not None:
-            budget = min(budget, remaining - _MARGIN_S)
+            budget = min(budget, remaining - max(_MARGIN_S, remaining * _MARGIN_SHARE))
         return time.monotonic() + budget
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -249,10 +258,32 @@ class EtcdClient:
 
 
 class KeepAlives:
-    """Lease renewals multiplexed on one LeaseKeepAlive stream, reopened when it breaks.
+    """Lease renewals spread over a few LeaseKeepAlive streams, each reopened when it breaks.
+
+    A lease always uses the same stream (etcd answers a stream in order, which is
+    how an answer finds its request); several streams let etcd (and round_robin's
+    members) work on renewals in parallel.
 
     Example: ``ttl = await client.keepalives.renew(lease, client.deadline())``.
     """
+
+    STREAMS = 4
+
+    def __init__(self, client: EtcdClient) -> None:
+        self._streams = [_KeepAliveStream(client) for _ in range(self.STREAMS)]
+
+    async def renew(self, lease: int, deadline: float) -> int:
+        """Renew ``lease`` once; its TTL (<= 0: no such lease). Retried to the deadline."""
+        return await self._streams[lease % len(self._streams)].renew(lease, deadline)
+
+    async def close(self) -> None:
+        """End every stream."""
+        for stream in self._streams:
+            await stream.close()
+
+
+class _KeepAliveStream:
+    """Renewals multiplexed on one LeaseKeepAlive stream."""
 
     def __init__(self, client: EtcdClient) -> None:
         self._client = client

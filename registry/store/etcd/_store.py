@@ -55,7 +55,7 @@ from registry.store._interface import (
 from registry.store.etcd._client import EtcdClient, EtcdNotFound
 from registry.store.etcd._config import EtcdConfig
 from registry.store.etcd._keys import Holder, Keys, LeaseRecord
-from registry.store.etcd._watch import EtcdWatch
+from registry.store.etcd._watch import EtcdWatch, HubMember, WatchHub
 from services.runtime import errors
 from switchboard.registry.v1 import instance_pb2
 
@@ -96,7 +96,8 @@ class EtcdStore:
         self._probe_interval = probe_interval
         self._wall_clock = wall_clock
         self._records: OrderedDict[str, tuple[LeaseRecord, float]] = OrderedDict()
-        self._watches: set[EtcdWatch] = set()
+        self._watches: set[EtcdWatch | HubMember] = set()
+        self._hubs: dict[str, WatchHub] = {}
         self._prober: asyncio.Task[None] | None = None
         self._closed = False
         self._connected = False
@@ -120,6 +121,8 @@ class EtcdStore:
         for watch in list(self._watches):
             watch.shut_down()
         self._watches.clear()
+        for hub in list(self._hubs.values()):
+            hub.fail(shutting_down=True)
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,8 +265,12 @@ class EtcdStore:
         services = [ServiceCount(name, counts[name]) for name in sorted(counts)]
         return services, reply.header.revision
 
-    async def watch(self, service: str, start_revision: int) -> EtcdWatch:
-        """A snapshot (0), etcd's events after ``start_revision``, or a RESYNC snapshot."""
+    async def watch(self, service: str, start_revision: int) -> EtcdWatch | HubMember:
+        """A snapshot (0), etcd's events after ``start_revision``, or a RESYNC snapshot.
+
+        Watches that start from now share one etcd watch per service (a :class:`WatchHub`);
+        one resuming from an older revision replays etcd's history on a watch of its own.
+        """
         self._check_open()
         if len(self._watches) >= self.limits.max_watchers:
             raise watch_limit(self.limits.max_watchers)
@@ -273,13 +280,38 @@ class EtcdStore:
             items.append(await self.snapshot(service, _INITIAL, deadline))
         elif start_revision > await self._current_revision(deadline):
             items.append(await self.snapshot(service, _RESYNC, deadline))  # not etcd's revision
-        start = items[0].revision if items else start_revision
-        watch = EtcdWatch(self, service, items, start + 1)
-        await watch.open(deadline)
+        after = items[0].revision if items else start_revision
+        hub = await self._hub(service, after, deadline, create=bool(items))
+        watch: EtcdWatch | HubMember
+        if hub is not None and hub.can_join(after):
+            watch = hub.join(items, after)
+        else:
+            watch = EtcdWatch(self, service, items, after + 1)
+            await watch.open(deadline)
         if self._closed:
             watch.shut_down()
         self._watches.add(watch)
         return watch
+
+    async def _hub(
+        self, service: str, after: int, deadline: float, *, create: bool
+    ) -> WatchHub | None:
+        """The service's shared watch; with ``create``, start one from ``after + 1`` if
+        there is none (only from a fresh snapshot: an old revision may be compacted)."""
+        hub = self._hubs.get(service)
+        if hub is not None and not hub.failed:
+            return hub
+        if not create:
+            return None
+        hub = WatchHub(self, service, after + 1)
+        self._hubs[service] = hub
+        await hub.open(deadline)
+        return hub
+
+    def forget_hub(self, hub: WatchHub) -> None:
+        """Forget a hub that ended (idempotent)."""
+        if self._hubs.get(hub.service) is hub:
+            del self._hubs[hub.service]
 
     async def snapshot(self, service: str, reason: int, deadline: float) -> instance_pb2.Snapshot:
         """The service's instances now, as a Snapshot at etcd's revision."""
@@ -291,7 +323,7 @@ class EtcdStore:
             reason=reason,  # type: ignore[arg-type]
         )
 
-    def forget_watch(self, watch: EtcdWatch) -> None:
+    def forget_watch(self, watch: EtcdWatch | HubMember) -> None:
         """Forget a closed watch (idempotent)."""
         self._watches.discard(watch)
 
@@ -314,6 +346,7 @@ class EtcdStore:
             if healthy != self.healthy:
                 _log.warning("etcd is %s", "reachable again" if healthy else "unreachable")
                 self.healthy = healthy
+                self.client.degraded = not healthy
                 if self.on_health is not None:
                     self.on_health(healthy)
             await asyncio.sleep(self._probe_interval)
