@@ -119,7 +119,7 @@ class _StoreHealth:
 
     async def apply(self) -> None:
         """Set SERVING or NOT_SERVING from the store's last probe."""
-        healthy = getattr(self._store, "healthy", True)
+        healthy = self._store.healthy
         await set_health_status(self.health, self._services, SERVING if healthy else NOT_SERVING)
 
 

@@ -147,6 +147,11 @@ class RegistryStore(Protocol):
         """How many watches this process serves."""
         ...
 
+    @property
+    def healthy(self) -> bool:
+        """False while the store cannot serve (the registry then reports NOT_SERVING)."""
+        ...
+
     async def register(
         self, instance: instance_pb2.Instance, ttl: float, *, owner: str | None = None
     ) -> Registration:

@@ -170,6 +170,11 @@ class MemoryStore:
         return self._count
 
     @property
+    def healthy(self) -> bool:
+        """Always True: the memory store is this process."""
+        return True
+
+    @property
     def watcher_count(self) -> int:
         """How many watches are open."""
         return self._watcher_count

@@ -65,3 +65,41 @@ def test_parse_args_exits_2_on_a_bad_value(capsys: pytest.CaptureFixture[str]) -
         parse_args(["--ttl-min", "10", "--ttl-max", "5"])
     assert caught.value.code == 2
     assert "--ttl-min" in capsys.readouterr().err
+
+
+def test_no_etcd_means_the_memory_store() -> None:
+    assert _settings([]).etcd is None
+
+
+def test_etcd_settings_from_flags_and_environment(tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    argv = ["--etcd", "10.0.0.1:2379, 10.0.0.2:2379", "--etcd-prefix", "/sb/", "--etcd-user", "sb"]
+    etcd = _settings([*argv, "--etcd-password-file", str(password)]).etcd
+    assert etcd is not None and etcd.endpoints == ("10.0.0.1:2379", "10.0.0.2:2379")
+    assert (etcd.prefix, etcd.user, etcd.password) == ("/sb/", "sb", "s3cret")
+    assert "s3cret" not in repr(etcd)
+    env = {"SWITCHBOARD_ETCD": "[::1]:2379", "SWITCHBOARD_ETCD_PASSWORD": "p"}
+    etcd = _settings(["--etcd-user", "sb"], env).etcd
+    assert etcd is not None and etcd.endpoints == ("[::1]:2379",) and etcd.password == "p"
+    assert etcd.prefix == "/switchboard/registry/v1/"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--etcd", "nohost"], {}, "HOST:PORT"),
+        (["--etcd", "h:70000"], {}, "HOST:PORT"),
+        (["--etcd", ","], {}, "at least one"),
+        (["--etcd", "h:1", "--etcd-prefix", "noslash"], {}, "start and end"),
+        (["--etcd", "h:1", "--etcd-user", "u"], {}, "password"),
+        (["--etcd", "h:1", "--etcd-cert", "c.pem"], {}, "together"),
+        (["--etcd-prefix", "/x/"], {}, "need --etcd"),
+        (["--etcd", "h:1", "--etcd-timeout", "0"], {}, "greater than 0"),
+    ],
+)
+def test_bad_etcd_settings_name_the_flag(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _settings(argv, env)

@@ -311,11 +311,15 @@ class _KeepAliveStream:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(lease, deque()).append(future)
         try:
-            async with self._write_lock:
-                await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease))
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                async with self._write_lock:  # one write at a time on a grpc.aio stream
+                    await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as err:
             self._reset(call, "write failed")
             raise _StreamBroken(str(err)) from None
+        except TimeoutError:
+            self._reset(call, "write stuck")  # the next stream goes elsewhere
+            raise unavailable("lease renewal timed out") from None
         try:
             return await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
         except TimeoutError:

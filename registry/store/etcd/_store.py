@@ -16,7 +16,9 @@ would cost a Raft round), TTLs are whole seconds (etcd's unit; at least etcd's
 minimum TTL), a deregistration takes two revisions (the change, then the lease
 revocation), the caps are checked before a write rather than inside it (two
 replicas racing for the last slot may both get it), and a watch's history is
-etcd's (``--history``/``--watch-queue`` do not apply; etcd's compaction does).
+etcd's (``--history`` does not apply; etcd's compaction does). Watches of a service
+that start from now share one etcd watch (``_watch.WatchHub``) and each has the
+memory store's bounded queue (``--watch-queue``, then a RESYNC snapshot).
 
 Example::
 
