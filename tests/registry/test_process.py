@@ -24,8 +24,8 @@ from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests._support import failure
+from tests.registry._support import WAIT, read, register_request
 from tests.registry.conftest import REPO, StartProcess
-from tests.registry.test_servicer import WAIT, read, register_request
 
 pytestmark = pytest.mark.e2e
 

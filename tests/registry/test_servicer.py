@@ -7,46 +7,19 @@ import time
 from typing import Any
 
 import pytest
-from google.protobuf import duration_pb2
 
 from registry import RegistrySettings, StoreLimits
 from services.runtime import errors as e
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
-from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests._support import failure
+from tests.registry._support import WAIT, read, register_request, state
 from tests.registry.conftest import MakeRegistry, Registry, eventually
 
 ADDED = pb.INSTANCE_EVENT_TYPE_ADDED
 UPDATED = pb.INSTANCE_EVENT_TYPE_UPDATED
 REMOVED = pb.INSTANCE_EVENT_TYPE_REMOVED
 EXPIRED = pb.INSTANCE_EVENT_TYPE_EXPIRED
-WAIT = 3.0  # bound on every wait for a message
-
-
-def instance(
-    service: str = "user", instance_id: str = "u1", address: str = "127.0.0.1:5000", **kw: Any
-) -> pb.Instance:
-    return pb.Instance(service=service, instance_id=instance_id, address=address, **kw)
-
-
-def register_request(ttl_s: float = 0, **kw: Any) -> rs.RegisterRequest:
-    ttl = duration_pb2.Duration()
-    ttl.FromNanoseconds(round(ttl_s * 1e9))
-    return rs.RegisterRequest(instance=instance(**kw), ttl=ttl)
-
-
-async def state(stub: rs_grpc.RegistryServiceAsyncStub) -> tuple[bytes, bytes]:
-    """Everything a client can read, to show a refused request changed nothing."""
-    resolved = await stub.Resolve(rs.ResolveRequest(service="user"))
-    listed = await stub.ListServices(rs.ListServicesRequest())
-    return resolved.SerializeToString(), listed.SerializeToString()
-
-
-async def read(call: Any) -> rs.WatchResponse:
-    message = await asyncio.wait_for(call.read(), WAIT)
-    assert isinstance(message, rs.WatchResponse), message
-    return message
 
 
 async def test_register_resolve_deregister(registry: Registry) -> None:
