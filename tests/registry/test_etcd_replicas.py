@@ -232,15 +232,22 @@ async def resolved_ids(stub: rs_grpc.RegistryServiceAsyncStub) -> set[str]:
     return {i.instance_id for i in reply.instances}
 
 
-async def converge(trackers: list[Tracker], stub: rs_grpc.RegistryServiceAsyncStub) -> set[str]:
+async def converge(
+    trackers: list[Tracker], stub: rs_grpc.RegistryServiceAsyncStub, limit_s: float = 15.0
+) -> set[str]:
     """Wait (bounded) until every tracker holds exactly the resolved instance set."""
     truth: set[str] = set()
-    for _ in range(100):
+    end = time.monotonic() + limit_s
+    for _ in range(1_000):
         truth = await resolved_ids(stub)
-        if all(t.instances == truth for t in trackers):
-            return truth
+        if all(t.instances == truth for t in trackers) or time.monotonic() > end:
+            break
         await asyncio.sleep(0.1)
-    raise AssertionError(f"watchers {[t.instances for t in trackers]} != resolved {truth}")
+    assert all(t.instances == truth for t in trackers), (
+        f"watchers {[(t.instances, t.revision, t.reopened) for t in trackers]} "
+        f"!= resolved {truth} within {limit_s}s"
+    )
+    return truth
 
 
 async def health(process: RegistryProcess) -> int:
