@@ -69,6 +69,16 @@ class InstrumentedStore:
     async def close(self) -> None:
         await self.inner.close()
 
+    @property
+    def healthy(self) -> bool:
+        """The wrapped store's health."""
+        return self.inner.healthy
+
+    @property
+    def watcher_count(self) -> int:
+        """The wrapped store's open watches."""
+        return self.inner.watcher_count
+
     async def register(
         self, instance: instance_pb2.Instance, ttl: float, *, owner: str | None = None
     ) -> Registration:

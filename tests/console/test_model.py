@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from registry.store import MemoryStore
 from registry.console import ConsoleModel, TtlTap
 from registry.console._model import Message
+from registry.store import MemoryStore
 from switchboard.registry.v1 import instance_pb2
 
 _BOUND_S = 5.0

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from registry.store import MemoryStore
 from registry.console import COOKIE, SECURITY_HEADERS, ConsoleModel, console_routes
+from registry.store import MemoryStore
 from switchboard.registry.v1 import instance_pb2
 
 TOKEN = "s3cret-token"
