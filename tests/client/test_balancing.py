@@ -7,8 +7,10 @@ import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+import grpc
 import pytest
 
+from services.runtime.client._channel import ChannelHolder
 from services.runtime.client._client import Client, ClientConfig, Connection
 from services.runtime.client._discovery import RegistryConfig
 from services.runtime.client._retry import RetrySettings
@@ -130,3 +132,14 @@ async def test_instance_reporting_not_serving_gets_no_calls(start_users: StartUs
                 break
             await asyncio.sleep(0.02)
         assert served == {"a"}
+
+
+def test_tls_to_several_instances_checks_the_services_name() -> None:
+    """A list target's authority names no certificate: the service's name stands in."""
+    credentials = grpc.ssl_channel_credentials()
+    holder = ChannelHolder("user", credentials=credentials)
+    override = ("grpc.ssl_target_name_override", "user")
+    assert override in holder._tls_options("ipv4:127.0.0.1:1,127.0.0.1:2")
+    assert override not in holder._tls_options("ipv4:127.0.0.1:1")  # its address names it
+    named = ChannelHolder("user", credentials=credentials, options=[(override[0], "users.lan")])
+    assert override not in named._tls_options("ipv4:127.0.0.1:1,127.0.0.1:2")

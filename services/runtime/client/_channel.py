@@ -66,6 +66,9 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+_NAME_OVERRIDE = "grpc.ssl_target_name_override"
+
+
 def build_target(addresses: Sequence[tuple[str, int]]) -> str:
     """A gRPC target naming every (IP literal, port) pair, for the round_robin policy.
 
@@ -224,7 +227,21 @@ class ChannelHolder:
     def _open(self, target: str) -> grpc.aio.Channel:
         if self._credentials is None:
             return grpc.aio.insecure_channel(target, options=self._options)
-        return grpc.aio.secure_channel(target, self._credentials, options=self._options)
+        return grpc.aio.secure_channel(target, self._credentials, options=self._tls_options(target))
+
+    def _tls_options(self, target: str) -> tuple[tuple[str, Any], ...]:
+        """TLS to several instances checks every certificate against the service's name.
+
+        A one-address target's authority is that address, which its certificate
+        names. A list's default authority is the whole list, which no certificate
+        names, so unless a server name was configured the check uses the
+        service's name (``user``): every instance's certificate must carry it as
+        a DNS name, as ``switchboard tls cert --name user`` makes them.
+        """
+        overridden = any(key == _NAME_OVERRIDE for key, _ in self._options)
+        if overridden or "," not in target:
+            return self._options
+        return (*self._options, (_NAME_OVERRIDE, self.name))
 
     def _swap(self, live: LiveChannel) -> None:
         old, self.live = self.live, live
