@@ -183,12 +183,23 @@ class Database:
 
         Example: ``Database.open(Path("var/book.db"), MIGRATIONS)``.
         """
+        if path.parent.exists() and not path.parent.is_dir():
+            raise NotADirectoryError(
+                f"{path.parent} is a file, not a directory: pass --data-dir a directory "
+                "(it is created when missing)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(path)
+        try:
+            conn = connect(path)
+        except sqlite3.OperationalError as err:
+            raise _unwritable(path, err) from None
         try:
             migrate(conn, migrations)
-        except BaseException:
+            conn.execute("DELETE FROM secrets WHERE 0")  # fail here, not at the first write
+        except BaseException as err:
             conn.close()
+            if isinstance(err, sqlite3.OperationalError):
+                raise _unwritable(path, err) from None
             raise
         return cls(path, conn)
 
@@ -264,3 +275,13 @@ class Database:
         self._writer.close()
         self._reader.close()
         self.conn.close()
+
+
+def _unwritable(path: Path, err: sqlite3.OperationalError) -> Exception:
+    """A read-only database as a one-line error naming the fix; other errors as they are."""
+    if "readonly" not in str(err):
+        return err
+    return PermissionError(
+        f"{path} is read-only: give this user write access to it and its directory, "
+        "or pass another --data-dir"
+    )
