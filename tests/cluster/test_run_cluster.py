@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -142,6 +143,37 @@ async def test_a_watch_on_one_instance_sees_a_change_made_through_the_other(
                     break
 
 
+async def test_a_watch_resumes_on_the_other_instance_after_a_sigkill_with_no_gap(
+    cluster: Platform, client: Client
+) -> None:
+    first, second = await addresses(client, "user")
+    async with pinned(cluster, "user", first) as one, pinned(cluster, "user", second) as two:
+        writer = await UserClient.connect(two)
+        before = [
+            await writer.create_user(email=f"gap-{i}@example.com", display_name="G")
+            for i in range(3)
+        ]
+        revisions = await _revisions_until(await UserClient.connect(one), 0, before[-1].id)
+        os.kill(_pid_listening_on(int(first.rpartition(":")[2])), signal.SIGKILL)
+        after = [
+            await writer.create_user(email=f"gap-{i}@example.com", display_name="G")
+            for i in range(3, 6)
+        ]
+        revisions += await _revisions_until(writer, revisions[-1], after[-1].id)
+    assert revisions == list(range(revisions[0], revisions[0] + len(revisions))), revisions
+
+
+async def _revisions_until(users: UserClient, start: int, last_id: str) -> list[int]:
+    """The revisions a Watch from ``start`` delivers, up to the event creating ``last_id``."""
+    revisions = []
+    async with asyncio.timeout(30):
+        async for event in users.watch_users(start, timeout_s=30):
+            revisions.append(event.revision)
+            if event.user.id == last_id:
+                return revisions
+    raise AssertionError(f"the watch ended before {last_id}")
+
+
 async def test_sigkill_of_one_user_instance_fails_no_idempotent_call(
     cluster: Platform, client: Client
 ) -> None:
@@ -166,9 +198,12 @@ async def test_sigkill_of_one_user_instance_fails_no_idempotent_call(
     assert failures == 0, f"{failures} of {calls} GetUser calls failed after the SIGKILL"
 
 
-def _pid_listening_on(port: int) -> int:
-    """The pid of the process listening on 127.0.0.1:``port`` (from /proc)."""
-    inode = _listening_inode(port)
+def _pid_listening_on(port: int, timeout_s: float = 30.0) -> int:
+    """The pid of the process listening on 127.0.0.1:``port`` (waits for a restarted one)."""
+    deadline = time.monotonic() + timeout_s
+    while (inode := _listening_inode(port)) is None:
+        assert time.monotonic() < deadline, f"nothing listens on port {port}"
+        time.sleep(0.1)
     for pid in filter(str.isdigit, os.listdir("/proc")):
         fds = Path(f"/proc/{pid}/fd")
         try:
@@ -180,10 +215,10 @@ def _pid_listening_on(port: int) -> int:
     raise AssertionError(f"no process listens on port {port}")
 
 
-def _listening_inode(port: int) -> str:
+def _listening_inode(port: int) -> str | None:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == "0A":
                 return fields[9]
-    raise AssertionError(f"nothing listens on port {port}")
+    return None
