@@ -1,6 +1,6 @@
 """Client overhead benchmark: raw grpcio stub vs Connection.call, same in-process server.
 
-Run: ``.venv/bin/python -m tests.client._bench [calls] [concurrency] [rounds]``. Prints
+Run: ``.venv/bin/python -m bench.client_overhead [calls] [concurrency] [rounds]``. Prints
 the median calls/s and CPU per call of each, their ratio and the client's extra CPU.
 """
 
