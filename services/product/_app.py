@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from services.product._delist import SELLERS
 from services.product._sellers import SellerDirectory, UserLookupClient, UserServiceSellers
 from services.product._servicer import SERVICE_NAME, ProductServicer
 from services.product._store import ProductStore
@@ -23,6 +24,7 @@ from services.runtime import (
     Service,
     serve,
 )
+from services.runtime.events import Subscriber
 from services.runtime.paging import PageTokens
 from switchboard.product.v1 import product_service_pb2_grpc
 
@@ -50,13 +52,16 @@ async def run(
     """Serve until SIGTERM/SIGINT, then stop gracefully; close the client and the store.
 
     The :class:`ListeningHook` logs ``product listening on HOST:PORT`` and ends
-    watch streams on shutdown.
+    watch streams on shutdown; a :class:`Subscriber` delists the products of
+    deleted sellers (:mod:`services.product._delist`).
     """
     listening = ListeningHook("product", config, store.end_watches)
     try:
         async with Client(client_config) as client:
             sellers = UserServiceSellers(await UserLookupClient.connect(client))
             service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
-            await serve([service], config, hooks=[listening, *hooks])
+            # Consumes the user service's log in the background: serving never waits on it.
+            delisting = Subscriber(SELLERS, store.db, client)
+            await serve([service], config, hooks=[listening, delisting, *hooks])
     finally:
         store.close()

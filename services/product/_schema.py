@@ -10,16 +10,27 @@ belongs to an existing product (deleted with it).
 Version 2: index the change log by resource, and products by seller (for
 ``ListProducts`` with a ``seller_id`` filter).
 
+Version 3: a product's ``state`` (1 ACTIVE, 2 DELISTED; existing products
+are ACTIVE), indexed with the seller (the delisting finds a seller's products
+on sale), and the ``checkpoints`` table of the subscription to the user
+service's change log (:mod:`services.product._delist`).
+
 Each migration that SQLite and PostgreSQL spell differently gives its
 PostgreSQL form too (``BIGINT`` refuses an overflow itself, so no ``typeof``
 check; ids compare byte-wise, ``COLLATE "C"``, as in SQLite).
 
-Add a migration by appending ``Migration(3, ...)``; never edit a shipped one.
+Add a migration by appending ``Migration(4, ...)``; never edit a shipped one.
 """
 
 from __future__ import annotations
 
-from services.runtime.storage import CORE_TABLES, POSTGRES_CORE_TABLES, Migration
+from services.runtime.storage import (
+    CHECKPOINTS_TABLE,
+    CORE_TABLES,
+    POSTGRES_CHECKPOINTS_TABLE,
+    POSTGRES_CORE_TABLES,
+    Migration,
+)
 
 __all__ = ["DATABASE_FILE", "MIGRATIONS"]
 
@@ -90,6 +101,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             "CREATE INDEX events_by_resource ON events (resource_id, revision)",
             "CREATE INDEX products_by_seller ON products (seller_id, id)",
+        ),
+    ),
+    Migration(
+        3,
+        "product state (ACTIVE, DELISTED) and the subscription checkpoints",
+        (
+            "ALTER TABLE products ADD COLUMN state INTEGER NOT NULL DEFAULT 1"
+            " CHECK (state IN (1, 2))",  # ProductState ACTIVE, DELISTED
+            "CREATE INDEX products_by_seller_state ON products (seller_id, state, id)",
+            CHECKPOINTS_TABLE,
+        ),
+        postgres=(
+            "ALTER TABLE products ADD COLUMN state INTEGER NOT NULL DEFAULT 1"
+            " CHECK (state IN (1, 2))",
+            "CREATE INDEX products_by_seller_state ON products (seller_id, state, id)",
+            POSTGRES_CHECKPOINTS_TABLE,
         ),
     ),
 )

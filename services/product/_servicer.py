@@ -18,8 +18,8 @@ from services.runtime.errors import FailedPrecondition
 from services.runtime.paging import PageTokens
 from services.runtime.storage import Context, list_page, request_key, update_paths
 from services.runtime.validation import Violations, check_id, require_id
+from switchboard.product.v1 import product_pb2, product_service_pb2_grpc
 from switchboard.product.v1 import product_service_pb2 as pb
-from switchboard.product.v1 import product_service_pb2_grpc
 
 __all__ = ["SERVICE_NAME", "ProductServicer"]
 
@@ -45,6 +45,7 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
             return pb.CreateProductResponse.FromString(stored)
         await self._check_seller(request.product.seller_id)
         product, product_id = request.product, request.product_id
+        product.ClearField("state")  # output only: a new product is ACTIVE
         return await self._store.create(product, product_id, key, pb.CreateProductResponse)
 
     async def GetProduct(
@@ -59,13 +60,15 @@ class ProductServicer(product_service_pb2_grpc.ProductServiceServicer):
         violations = Violations()
         if request.seller_id:
             check_id(violations, "seller_id", request.seller_id)
+        if request.state not in product_pb2.ProductState.values():
+            violations.add("state", f"unknown product state {request.state}")
         violations.raise_if_any("invalid ListProducts request")
-        seller = request.seller_id
+        seller, state = request.seller_id, request.state
         products, token = await list_page(
             self._tokens,
             request,
-            ("products", seller),
-            lambda after, size: self._store.list_by_seller(seller, after, size),
+            ("products", seller, *((str(state),) if state else ())),  # old tokens still good
+            lambda after, size: self._store.list_by_seller(seller, after, size, state),
         )
         return pb.ListProductsResponse(products=products, next_page_token=token)
 

@@ -39,32 +39,50 @@ from services.runtime.storage import (
     Unique,
     fetch_row,
     new_id,
+    timestamp,
 )
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 
-__all__ = ["PRODUCTS", "PRODUCT_TYPE", "RESERVATION_TYPE", "ProductStore", "SqliteProductStore"]
+__all__ = [
+    "PRODUCTS",
+    "PRODUCT_TYPE",
+    "RESERVATION_TYPE",
+    "ProductStore",
+    "SqliteProductStore",
+    "delist_seller",
+]
 
 RESERVATION_TYPE = product_pb2.Reservation.DESCRIPTOR.full_name
 
 
 def _columns(product: product_pb2.Product) -> tuple[Any, ...]:
     price = product.price
+    state = product.state or _ON_SALE  # a new product (its state is output only) is ACTIVE
     return (product.sku, product.name, product.description, price.currency_code,
-            price.amount_minor, product.stock, product.seller_id)  # fmt: skip
+            price.amount_minor, product.stock, product.seller_id, state)  # fmt: skip
 
 
 def _set_columns(product: product_pb2.Product, values: Sequence[Any]) -> None:
     product.sku, product.name, product.description = values[:3]
     product.price.currency_code, product.price.amount_minor = values[3:5]
-    product.stock, product.seller_id = values[5:]
+    product.stock, product.seller_id, product.state = values[5:]
 
 
 PRODUCTS = ResourceTable(
     message=product_pb2.Product,
     event=product_pb2.ProductEvent,
     table="products",
-    columns=("sku", "name", "description", "currency_code", "amount_minor", "stock", "seller_id"),
+    columns=(
+        "sku",
+        "name",
+        "description",
+        "currency_code",
+        "amount_minor",
+        "stock",
+        "seller_id",
+        "state",
+    ),  # fmt: skip
     to_columns=_columns,
     from_columns=_set_columns,
     unique=(Unique("sku", "sku", "SKU_ALREADY_EXISTS"),),
@@ -73,9 +91,13 @@ PRODUCT_TYPE = PRODUCTS.type_name
 
 # Statements are fixed when the module loads: none is assembled per call.
 _SELECT_SELLER_PAGE = PRODUCTS.select_page.replace("WHERE", "WHERE seller_id = ? AND")
+_SELECT_STATE_PAGE = PRODUCTS.select_page.replace("WHERE", "WHERE state = ? AND")
+_SELECT_SELLER_STATE_PAGE = PRODUCTS.select_page.replace(
+    "WHERE", "WHERE seller_id = ? AND state = ? AND"
+)
 _TAKE_STOCK = (
     "UPDATE products SET stock = stock - ?, update_time_ns = ?, revision = ?"
-    " WHERE id = ? AND stock >= ?"
+    " WHERE id = ? AND stock >= ? AND state = ?"
 )
 _RETURN_STOCK = (
     "UPDATE products SET stock = stock + ?, update_time_ns = ?, revision = ? WHERE id = ?"
@@ -88,10 +110,17 @@ _SELECT_RESERVATION = (
     "SELECT id, product_id, quantity, state, create_time_ns FROM reservations WHERE id = ?"
 )
 _RELEASE = "UPDATE reservations SET state = ? WHERE id = ? AND state = ?"
+_SELLER_ON_SALE = "SELECT id FROM products WHERE seller_id = ? AND state = ? ORDER BY id"
+_ACTIVE_RESERVATIONS = (
+    "SELECT id FROM reservations WHERE product_id = ? AND state = ? ORDER BY create_time_ns, id"
+)
+_SET_STATE = "UPDATE products SET state = ?, update_time_ns = ?, revision = ? WHERE id = ?"
 _COUNT_ACTIVE = "SELECT count(*) FROM reservations WHERE product_id = ? AND state = ?"
 
 _ACTIVE = product_pb2.RESERVATION_STATE_ACTIVE
 _RELEASED = product_pb2.RESERVATION_STATE_RELEASED
+_ON_SALE = product_pb2.PRODUCT_STATE_ACTIVE
+_DELISTED = product_pb2.PRODUCT_STATE_DELISTED
 
 
 class ProductStore(ResourceStore[product_pb2.Product]):
@@ -102,12 +131,20 @@ class ProductStore(ResourceStore[product_pb2.Product]):
     TABLE = PRODUCTS
 
     async def list_by_seller(
-        self, seller_id: str, after_id: str | None, limit: int
+        self, seller_id: str, after_id: str | None, limit: int, state: int = 0
     ) -> Page[product_pb2.Product]:
-        """Up to ``limit`` products of ``seller_id`` (all when empty) after ``after_id``."""
-        if not seller_id:
+        """Up to ``limit`` products of ``seller_id`` (all when empty) in ``state`` (any when
+        0) after ``after_id``."""
+        params: tuple[Any, ...]
+        if seller_id and state:
+            query, params = _SELECT_SELLER_STATE_PAGE, (seller_id, state)
+        elif seller_id:
+            query, params = _SELECT_SELLER_PAGE, (seller_id,)
+        elif state:
+            query, params = _SELECT_STATE_PAGE, (state,)
+        else:
             return await self.list(after_id, limit)
-        return await self.list_where(_SELECT_SELLER_PAGE, (seller_id,), after_id, limit)
+        return await self.list_where(query, params, after_id, limit)
 
     async def delete_product(
         self, product_id: str, etag: str, key: RequestKey | None
@@ -153,9 +190,10 @@ def _no_active(conn: Connection, product: product_pb2.Product) -> None:
 def _reserve(
     tx: Transaction, product_id: str, quantity: int, key: RequestKey | None
 ) -> pb.ReserveStockResponse:
-    taken = tx.conn.execute(_TAKE_STOCK, (quantity, tx.now_ns, tx.revision, product_id, quantity))
-    if taken.rowcount != 1:
-        raise _insufficient(PRODUCTS.fetch(tx.conn, product_id), quantity)
+    params = (quantity, tx.now_ns, tx.revision, product_id, quantity, _ON_SALE)
+    if tx.conn.execute(_TAKE_STOCK, params).rowcount != 1:
+        product = PRODUCTS.fetch(tx.conn, product_id)
+        raise _delisted(product) if product.state == _DELISTED else _insufficient(product, quantity)
     reservation = product_pb2.Reservation(
         id=new_id(), product_id=product_id, quantity=quantity, state=_ACTIVE
     )
@@ -185,6 +223,34 @@ def _release(
     return response
 
 
+def delist_seller(tx: Transaction, seller_id: str) -> int:
+    """Delist every ACTIVE product of ``seller_id`` in ``tx``; returns how many.
+
+    Each product's active reservations are released first (a STOCK_RELEASED
+    event each, stock restored), then the product is DELISTED (one event):
+    every change gets its own revision (:meth:`Transaction.next_event`). A
+    product already DELISTED is left alone, so running it twice changes nothing.
+    Example: ``await store.db.write(lambda tx: delist_seller(tx, user_id))``.
+    """
+    products = tx.conn.execute(_SELLER_ON_SALE, (seller_id, _ON_SALE)).fetchall()
+    for (product_id,) in products:
+        held = tx.conn.execute(_ACTIVE_RESERVATIONS, (product_id, _ACTIVE)).fetchall()
+        for (reservation_id,) in held:
+            tx.next_event()
+            _release(tx, reservation_id, None)
+        tx.next_event()
+        tx.conn.execute(_SET_STATE, (_DELISTED, tx.now_ns, tx.revision, product_id))
+        product = PRODUCTS.fetch(tx.conn, product_id)
+        event = product_pb2.ProductEvent(
+            revision=tx.revision,
+            type=product_pb2.PRODUCT_EVENT_TYPE_DELISTED,
+            product=product,
+            event_time=timestamp(tx.now_ns),
+        )
+        tx.append_event(product_id, "DELISTED", event.SerializeToString())
+    return len(products)
+
+
 def _fetch_reservation(conn: Connection, reservation_id: str) -> product_pb2.Reservation:
     """The reservation, or NotFound (RESERVATION_NOT_FOUND)."""
     reason = "RESERVATION_NOT_FOUND"
@@ -197,6 +263,14 @@ def _fetch_reservation(conn: Connection, reservation_id: str) -> product_pb2.Res
     )
     reservation.create_time.FromNanoseconds(created)
     return reservation
+
+
+def _delisted(product: product_pb2.Product) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"product {product.id!r} is delisted (its seller was deleted)",
+        reason="PRODUCT_DELISTED",
+        metadata={"product_id": product.id, "seller_id": product.seller_id},
+    )
 
 
 def _insufficient(product: product_pb2.Product, quantity: int) -> FailedPrecondition:

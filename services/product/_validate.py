@@ -36,7 +36,7 @@ __all__ = [
 MAX_NAME = 200
 MAX_DESCRIPTION = 4000
 ALL_PATHS = frozenset({"sku", "name", "description", "price", "stock", "seller_id"})
-READ_ONLY_PATHS = frozenset({"id", "create_time", "update_time", "etag"})
+READ_ONLY_PATHS = frozenset({"id", "create_time", "update_time", "etag", "state"})
 
 _SKU = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CURRENCY_SHAPE = re.compile(r"[A-Z]{3}")

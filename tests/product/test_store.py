@@ -104,6 +104,9 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
         index = "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
         assert conn.execute(index, ("products_by_seller",)).fetchone() is not None
         assert conn.execute("SELECT sku, stock FROM products").fetchall() == [("OLD-1", 2)]
+        # Products from before version 3 are on sale.
+        assert conn.execute("SELECT state FROM products").fetchall() == [(1,)]
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)
     finally:
         store.close()
 
@@ -114,13 +117,17 @@ def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) 
         "UPDATE products SET stock = -1",
         "UPDATE products SET stock = 9223372036854775807 + 1",  # overflow: SQLite makes a REAL
         "UPDATE products SET amount_minor = -1",
+        "UPDATE products SET state = 3",  # not a ProductState the service knows
         "INSERT INTO reservations VALUES ('r1', 'missing', 1, 1, 0)",
         "INSERT INTO reservations VALUES ('r1', 'p1', 0, 1, 0)",
     ],
 )
 async def test_the_database_guards_its_invariants(store: ProductStore, statement: str) -> None:
     await execute(
-        store, "INSERT INTO products VALUES ('p1', 'A', 'A', '', 'EUR', 1, 1, 's', 1, 1, 1)"
+        store,
+        "INSERT INTO products (id, sku, name, description, currency_code, amount_minor, stock,"
+        " seller_id, create_time_ns, update_time_ns, revision)"
+        " VALUES ('p1', 'A', 'A', '', 'EUR', 1, 1, 's', 1, 1, 1)",
     )
     with pytest.raises(REFUSED):
         await execute(store, statement)

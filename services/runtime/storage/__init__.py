@@ -18,6 +18,9 @@ What a service store builds on:
   in the same transaction as the change; :func:`tail` streams it.
 - Idempotency — :data:`REQUESTS_TABLE`, :class:`RequestKey`,
   :func:`find_response`, :func:`save_response`.
+- Consumer checkpoints — :data:`CHECKPOINTS_TABLE` (a consuming service adds
+  it in a migration), :func:`read_checkpoint`, :func:`save_checkpoint`: see
+  :mod:`services.runtime.events`.
 - :func:`new_id`, :func:`make_etag`, :func:`check_etag` and :func:`timestamp`.
 - :class:`Store` — the base below :class:`ResourceStore`: open, idempotent
   writes (:meth:`Store.write_once` + :func:`commit_change`), keyset
@@ -45,6 +48,12 @@ from services.runtime.storage._backend import (
     is_postgres_url,
     open_database,
     resolve_database_url,
+)
+from services.runtime.storage._checkpoints import (
+    CHECKPOINTS_TABLE,
+    POSTGRES_CHECKPOINTS_TABLE,
+    read_checkpoint,
+    save_checkpoint,
 )
 from services.runtime.storage._db import (
     BUSY_TIMEOUT_MS,
@@ -103,6 +112,7 @@ from services.runtime.storage._watch import POLL_INTERVAL_S, tail, watch_stream
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "CHECKPOINTS_TABLE",
     "CORE_TABLES",
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
@@ -110,6 +120,7 @@ __all__ = [
     "EVENTS_TABLE",
     "INLINE_PAGE_LIMIT",
     "POLL_INTERVAL_S",
+    "POSTGRES_CHECKPOINTS_TABLE",
     "POSTGRES_CORE_TABLES",
     "REQUESTS_TABLE",
     "SECRETS_TABLE",
@@ -145,10 +156,12 @@ __all__ = [
     "migrate",
     "new_id",
     "open_database",
+    "read_checkpoint",
     "read_events",
     "request_key",
     "resolve_data_dir",
     "resolve_database_url",
+    "save_checkpoint",
     "save_response",
     "schema_version",
     "tail",

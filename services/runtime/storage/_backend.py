@@ -92,6 +92,7 @@ class Transaction:
         self.now_ns = time.time_ns()
         self._take_revision = take_revision
         self._revision: int | None = None
+        self._appended_revision: int | None = None
         self.appended = False
 
     @property
@@ -105,7 +106,19 @@ class Transaction:
         """Append this transaction's event to the log; returns its revision."""
         append_event(self.conn, self.revision, resource_id, kind, self.now_ns, payload)
         self.appended = True
+        self._appended_revision = self.revision
         return self.revision
+
+    def next_event(self) -> None:
+        """Let the next change of this transaction get its own, next revision.
+
+        For a transaction that commits several events at once (the effects
+        of a consumed event, :mod:`services.runtime.events`). Before the
+        current revision's event is appended this does nothing, so revisions
+        stay gap-free. Example: ``tx.next_event(); TABLE.commit(tx, ...)``.
+        """
+        if self._revision is not None and self._revision == self._appended_revision:
+            self._revision = None
 
 
 class Backend(Protocol):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import secrets
@@ -224,8 +225,9 @@ def _write(conn: _Conn, fn: Callable[[Transaction], T]) -> T:
     """Lock the revision counter, then run ``fn``; the ``events`` trigger bumps the
     counter and notifies when ``fn`` appends (see ``POSTGRES_CORE_TABLES``)."""
     row = conn.execute("SELECT revision FROM revision_counter WHERE id = 1 FOR UPDATE").fetchone()
-    head = int(row[0])
-    return fn(Transaction(conn, lambda: head + 1))
+    # Each event of the transaction takes the next one (Transaction.next_event).
+    revisions = itertools.count(int(row[0]) + 1)
+    return fn(Transaction(conn, lambda: next(revisions)))
 
 
 def migrate_postgres(

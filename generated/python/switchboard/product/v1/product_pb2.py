@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchboard/product/v1/product.proto\x12\x16switchboard.product.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\x85\x02\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x05price\x18\x05 \x01(\x0b\x32\x1d.switchboard.product.v1.Money\x12\r\n\x05stock\x18\x06 \x01(\x03\x12\x11\n\tseller_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"\xa9\x01\n\x0bReservation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\x37\n\x05state\x18\x04 \x01(\x0e\x32(.switchboard.product.v1.ReservationState\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x01\n\x0cProductEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x36\n\x04type\x18\x02 \x01(\x0e\x32(.switchboard.product.v1.ProductEventType\x12\x30\n\x07product\x18\x03 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x38\n\x0breservation\x18\x04 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*s\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x02*\xe4\x01\n\x10ProductEventType\x12\"\n\x1ePRODUCT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPRODUCT_EVENT_TYPE_CREATED\x10\x01\x12\x1e\n\x1aPRODUCT_EVENT_TYPE_UPDATED\x10\x02\x12\x1e\n\x1aPRODUCT_EVENT_TYPE_DELETED\x10\x03\x12%\n!PRODUCT_EVENT_TYPE_STOCK_RESERVED\x10\x04\x12%\n!PRODUCT_EVENT_TYPE_STOCK_RELEASED\x10\x05\x42\xd5\x01\n\x1a\x64\x65v.switchboard.product.v1B\x0cProductProtoP\x01ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\xa2\x02\x03SPX\xaa\x02\x16Switchboard.Product.V1\xca\x02\x16Switchboard\\Product\\V1\xea\x02\x18Switchboard::Product::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchboard/product/v1/product.proto\x12\x16switchboard.product.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xba\x02\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12,\n\x05price\x18\x05 \x01(\x0b\x32\x1d.switchboard.product.v1.Money\x12\r\n\x05stock\x18\x06 \x01(\x03\x12\x11\n\tseller_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\n \x01(\t\x12\x33\n\x05state\x18\x0b \x01(\x0e\x32$.switchboard.product.v1.ProductState\"\xa9\x01\n\x0bReservation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\x37\n\x05state\x18\x04 \x01(\x0e\x32(.switchboard.product.v1.ReservationState\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf4\x01\n\x0cProductEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x36\n\x04type\x18\x02 \x01(\x0e\x32(.switchboard.product.v1.ProductEventType\x12\x30\n\x07product\x18\x03 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x38\n\x0breservation\x18\x04 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*c\n\x0cProductState\x12\x1d\n\x19PRODUCT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14PRODUCT_STATE_ACTIVE\x10\x01\x12\x1a\n\x16PRODUCT_STATE_DELISTED\x10\x02*s\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18RESERVATION_STATE_ACTIVE\x10\x01\x12\x1e\n\x1aRESERVATION_STATE_RELEASED\x10\x02*\x85\x02\n\x10ProductEventType\x12\"\n\x1ePRODUCT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPRODUCT_EVENT_TYPE_CREATED\x10\x01\x12\x1e\n\x1aPRODUCT_EVENT_TYPE_UPDATED\x10\x02\x12\x1e\n\x1aPRODUCT_EVENT_TYPE_DELETED\x10\x03\x12%\n!PRODUCT_EVENT_TYPE_STOCK_RESERVED\x10\x04\x12%\n!PRODUCT_EVENT_TYPE_STOCK_RELEASED\x10\x05\x12\x1f\n\x1bPRODUCT_EVENT_TYPE_DELISTED\x10\x06\x42\xd5\x01\n\x1a\x64\x65v.switchboard.product.v1B\x0cProductProtoP\x01ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\xa2\x02\x03SPX\xaa\x02\x16Switchboard.Product.V1\xca\x02\x16Switchboard\\Product\\V1\xea\x02\x18Switchboard::Product::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.product.v1.prod
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\032dev.switchboard.product.v1B\014ProductProtoP\001ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\242\002\003SPX\252\002\026Switchboard.Product.V1\312\002\026Switchboard\\Product\\V1\352\002\030Switchboard::Product::V1'
-  _globals['_RESERVATIONSTATE']._serialized_start=834
-  _globals['_RESERVATIONSTATE']._serialized_end=949
-  _globals['_PRODUCTEVENTTYPE']._serialized_start=952
-  _globals['_PRODUCTEVENTTYPE']._serialized_end=1180
+  _globals['_PRODUCTSTATE']._serialized_start=887
+  _globals['_PRODUCTSTATE']._serialized_end=986
+  _globals['_RESERVATIONSTATE']._serialized_start=988
+  _globals['_RESERVATIONSTATE']._serialized_end=1103
+  _globals['_PRODUCTEVENTTYPE']._serialized_start=1106
+  _globals['_PRODUCTEVENTTYPE']._serialized_end=1367
   _globals['_MONEY']._serialized_start=97
   _globals['_MONEY']._serialized_end=149
   _globals['_PRODUCT']._serialized_start=152
-  _globals['_PRODUCT']._serialized_end=413
-  _globals['_RESERVATION']._serialized_start=416
-  _globals['_RESERVATION']._serialized_end=585
-  _globals['_PRODUCTEVENT']._serialized_start=588
-  _globals['_PRODUCTEVENT']._serialized_end=832
+  _globals['_PRODUCT']._serialized_end=466
+  _globals['_RESERVATION']._serialized_start=469
+  _globals['_RESERVATION']._serialized_end=638
+  _globals['_PRODUCTEVENT']._serialized_start=641
+  _globals['_PRODUCTEVENT']._serialized_end=885
 # @@protoc_insertion_point(module_scope)

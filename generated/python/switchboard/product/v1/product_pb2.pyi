@@ -20,6 +20,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ProductState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProductStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProductState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRODUCT_STATE_UNSPECIFIED: _ProductState.ValueType  # 0
+    """Not used (a product is always ACTIVE or DELISTED)."""
+    PRODUCT_STATE_ACTIVE: _ProductState.ValueType  # 1
+    """On sale: units can be reserved."""
+    PRODUCT_STATE_DELISTED: _ProductState.ValueType  # 2
+    """Taken off sale because its seller was deleted: its reservations were
+    released and no units can be reserved.
+    """
+
+class ProductState(_ProductState, metaclass=_ProductStateEnumTypeWrapper):
+    """Whether a product is on sale."""
+
+PRODUCT_STATE_UNSPECIFIED: ProductState.ValueType  # 0
+"""Not used (a product is always ACTIVE or DELISTED)."""
+PRODUCT_STATE_ACTIVE: ProductState.ValueType  # 1
+"""On sale: units can be reserved."""
+PRODUCT_STATE_DELISTED: ProductState.ValueType  # 2
+"""Taken off sale because its seller was deleted: its reservations were
+released and no units can be reserved.
+"""
+Global___ProductState: _TypeAlias = ProductState  # noqa: Y015
+
 class _ReservationState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -62,6 +90,10 @@ class _ProductEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Prod
     """Units were reserved: see the event's reservation."""
     PRODUCT_EVENT_TYPE_STOCK_RELEASED: _ProductEventType.ValueType  # 5
     """A reservation's units went back to stock: see the event's reservation."""
+    PRODUCT_EVENT_TYPE_DELISTED: _ProductEventType.ValueType  # 6
+    """The product was delisted because its seller was deleted (its active
+    reservations were released first, each a STOCK_RELEASED event).
+    """
 
 class ProductEventType(_ProductEventType, metaclass=_ProductEventTypeEnumTypeWrapper):
     """What happened to a product."""
@@ -78,6 +110,10 @@ PRODUCT_EVENT_TYPE_STOCK_RESERVED: ProductEventType.ValueType  # 4
 """Units were reserved: see the event's reservation."""
 PRODUCT_EVENT_TYPE_STOCK_RELEASED: ProductEventType.ValueType  # 5
 """A reservation's units went back to stock: see the event's reservation."""
+PRODUCT_EVENT_TYPE_DELISTED: ProductEventType.ValueType  # 6
+"""The product was delisted because its seller was deleted (its active
+reservations were released first, each a STOCK_RELEASED event).
+"""
 Global___ProductEventType: _TypeAlias = ProductEventType  # noqa: Y015
 
 @_typing.final
@@ -124,6 +160,7 @@ class Product(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Identifier, immutable: chosen by the server, or by the client
     through CreateProductRequest.product_id.
@@ -143,6 +180,10 @@ class Product(_message.Message):
     etag: _builtins.str
     """Output only. Changes on every update. Send it back with UpdateProduct or
     DeleteProduct to make the change only if nobody changed the product meanwhile.
+    """
+    state: Global___ProductState.ValueType
+    """Output only. Whether the product is on sale: ACTIVE when created,
+    DELISTED once its seller was deleted.
     """
     @_builtins.property
     def price(self) -> Global___Money:
@@ -169,10 +210,11 @@ class Product(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        state: Global___ProductState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "price", b"price", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "etag", b"etag", "id", b"id", "name", b"name", "price", b"price", "seller_id", b"seller_id", "sku", b"sku", "stock", b"stock", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "etag", b"etag", "id", b"id", "name", b"name", "price", b"price", "seller_id", b"seller_id", "sku", b"sku", "state", b"state", "stock", b"stock", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from switchboard.product.v1 import product_pb2 as switchboard_dot_product_dot_v1_dot_product__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,switchboard/product/v1/product_service.proto\x12\x16switchboard.product.v1\x1a google/protobuf/field_mask.proto\x1a$switchboard/product/v1/product.proto\"p\n\x14\x43reateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\"I\n\x15\x43reateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x12GetProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"O\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\"b\n\x14ListProductsResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x14UpdateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"I\n\x15UpdateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"D\n\x14\x44\x65leteProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\")\n\x15\x44\x65leteProductResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"O\n\x13ReserveStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x82\x01\n\x14ReserveStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"A\n\x13ReleaseStockRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x82\x01\n\x14ReleaseStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\".\n\x14WatchProductsRequest\x12\x16\n\x0estart_revision\x18\x01 \x01(\x03\"L\n\x15WatchProductsResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.switchboard.product.v1.ProductEvent2\xff\x06\n\x0eProductService\x12l\n\rCreateProduct\x12,.switchboard.product.v1.CreateProductRequest\x1a-.switchboard.product.v1.CreateProductResponse\x12h\n\nGetProduct\x12).switchboard.product.v1.GetProductRequest\x1a*.switchboard.product.v1.GetProductResponse\"\x03\x90\x02\x01\x12n\n\x0cListProducts\x12+.switchboard.product.v1.ListProductsRequest\x1a,.switchboard.product.v1.ListProductsResponse\"\x03\x90\x02\x01\x12l\n\rUpdateProduct\x12,.switchboard.product.v1.UpdateProductRequest\x1a-.switchboard.product.v1.UpdateProductResponse\x12l\n\rDeleteProduct\x12,.switchboard.product.v1.DeleteProductRequest\x1a-.switchboard.product.v1.DeleteProductResponse\x12i\n\x0cReserveStock\x12+.switchboard.product.v1.ReserveStockRequest\x1a,.switchboard.product.v1.ReserveStockResponse\x12i\n\x0cReleaseStock\x12+.switchboard.product.v1.ReleaseStockRequest\x1a,.switchboard.product.v1.ReleaseStockResponse\x12s\n\rWatchProducts\x12,.switchboard.product.v1.WatchProductsRequest\x1a-.switchboard.product.v1.WatchProductsResponse\"\x03\x90\x02\x01\x30\x01\x42\xdc\x01\n\x1a\x64\x65v.switchboard.product.v1B\x13ProductServiceProtoP\x01ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\xa2\x02\x03SPX\xaa\x02\x16Switchboard.Product.V1\xca\x02\x16Switchboard\\Product\\V1\xea\x02\x18Switchboard::Product::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,switchboard/product/v1/product_service.proto\x12\x16switchboard.product.v1\x1a google/protobuf/field_mask.proto\x1a$switchboard/product/v1/product.proto\"p\n\x14\x43reateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\"I\n\x15\x43reateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x12GetProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"\x84\x01\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.switchboard.product.v1.ProductState\"b\n\x14ListProductsResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.switchboard.product.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x14UpdateProductRequest\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"I\n\x15UpdateProductResponse\x12\x30\n\x07product\x18\x01 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"D\n\x14\x44\x65leteProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\")\n\x15\x44\x65leteProductResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"O\n\x13ReserveStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x82\x01\n\x14ReserveStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\"A\n\x13ReleaseStockRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x82\x01\n\x14ReleaseStockResponse\x12\x38\n\x0breservation\x18\x01 \x01(\x0b\x32#.switchboard.product.v1.Reservation\x12\x30\n\x07product\x18\x02 \x01(\x0b\x32\x1f.switchboard.product.v1.Product\".\n\x14WatchProductsRequest\x12\x16\n\x0estart_revision\x18\x01 \x01(\x03\"L\n\x15WatchProductsResponse\x12\x33\n\x05\x65vent\x18\x01 \x01(\x0b\x32$.switchboard.product.v1.ProductEvent2\xff\x06\n\x0eProductService\x12l\n\rCreateProduct\x12,.switchboard.product.v1.CreateProductRequest\x1a-.switchboard.product.v1.CreateProductResponse\x12h\n\nGetProduct\x12).switchboard.product.v1.GetProductRequest\x1a*.switchboard.product.v1.GetProductResponse\"\x03\x90\x02\x01\x12n\n\x0cListProducts\x12+.switchboard.product.v1.ListProductsRequest\x1a,.switchboard.product.v1.ListProductsResponse\"\x03\x90\x02\x01\x12l\n\rUpdateProduct\x12,.switchboard.product.v1.UpdateProductRequest\x1a-.switchboard.product.v1.UpdateProductResponse\x12l\n\rDeleteProduct\x12,.switchboard.product.v1.DeleteProductRequest\x1a-.switchboard.product.v1.DeleteProductResponse\x12i\n\x0cReserveStock\x12+.switchboard.product.v1.ReserveStockRequest\x1a,.switchboard.product.v1.ReserveStockResponse\x12i\n\x0cReleaseStock\x12+.switchboard.product.v1.ReleaseStockRequest\x1a,.switchboard.product.v1.ReleaseStockResponse\x12s\n\rWatchProducts\x12,.switchboard.product.v1.WatchProductsRequest\x1a-.switchboard.product.v1.WatchProductsResponse\"\x03\x90\x02\x01\x30\x01\x42\xdc\x01\n\x1a\x64\x65v.switchboard.product.v1B\x13ProductServiceProtoP\x01ZTgithub.com/switchboard-dev/switchboard/generated/go/switchboard/product/v1;productv1\xa2\x02\x03SPX\xaa\x02\x16Switchboard.Product.V1\xca\x02\x16Switchboard\\Product\\V1\xea\x02\x18Switchboard::Product::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,30 +48,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPRODUCTREQUEST']._serialized_end=364
   _globals['_GETPRODUCTRESPONSE']._serialized_start=366
   _globals['_GETPRODUCTRESPONSE']._serialized_end=436
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=438
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=517
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=519
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=617
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=620
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=761
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=763
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=836
-  _globals['_DELETEPRODUCTREQUEST']._serialized_start=838
-  _globals['_DELETEPRODUCTREQUEST']._serialized_end=906
-  _globals['_DELETEPRODUCTRESPONSE']._serialized_start=908
-  _globals['_DELETEPRODUCTRESPONSE']._serialized_end=949
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=951
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=1030
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1033
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1163
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=1165
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=1230
-  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1233
-  _globals['_RELEASESTOCKRESPONSE']._serialized_end=1363
-  _globals['_WATCHPRODUCTSREQUEST']._serialized_start=1365
-  _globals['_WATCHPRODUCTSREQUEST']._serialized_end=1411
-  _globals['_WATCHPRODUCTSRESPONSE']._serialized_start=1413
-  _globals['_WATCHPRODUCTSRESPONSE']._serialized_end=1489
-  _globals['_PRODUCTSERVICE']._serialized_start=1492
-  _globals['_PRODUCTSERVICE']._serialized_end=2387
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=439
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=571
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=573
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=671
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=674
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=815
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=817
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=890
+  _globals['_DELETEPRODUCTREQUEST']._serialized_start=892
+  _globals['_DELETEPRODUCTREQUEST']._serialized_end=960
+  _globals['_DELETEPRODUCTRESPONSE']._serialized_start=962
+  _globals['_DELETEPRODUCTRESPONSE']._serialized_end=1003
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=1005
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=1084
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=1087
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=1217
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=1219
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=1284
+  _globals['_RELEASESTOCKRESPONSE']._serialized_start=1287
+  _globals['_RELEASESTOCKRESPONSE']._serialized_end=1417
+  _globals['_WATCHPRODUCTSREQUEST']._serialized_start=1419
+  _globals['_WATCHPRODUCTSREQUEST']._serialized_end=1465
+  _globals['_WATCHPRODUCTSRESPONSE']._serialized_start=1467
+  _globals['_WATCHPRODUCTSRESPONSE']._serialized_end=1543
+  _globals['_PRODUCTSERVICE']._serialized_start=1546
+  _globals['_PRODUCTSERVICE']._serialized_end=2441
 # @@protoc_insertion_point(module_scope)

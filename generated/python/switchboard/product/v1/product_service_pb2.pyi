@@ -136,6 +136,7 @@ class ListProductsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     SELLER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Most products to return: 0 means 50; more than 1000 is treated as 1000;
     negative is INVALID_ARGUMENT.
@@ -146,16 +147,19 @@ class ListProductsRequest(_message.Message):
     """
     seller_id: _builtins.str
     """If set, only products of this seller."""
+    state: _product_pb2.ProductState.ValueType
+    """If set, only products in this state (PRODUCT_STATE_UNSPECIFIED: any)."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         seller_id: _builtins.str = ...,
+        state: _product_pb2.ProductState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "seller_id", b"seller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "seller_id", b"seller_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

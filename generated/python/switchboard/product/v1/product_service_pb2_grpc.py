@@ -140,7 +140,8 @@ class ProductServiceServicer:
         reservation and reserves nothing more. Returns NOT_FOUND if the product
         does not exist, INVALID_ARGUMENT for a quantity below 1 or a missing
         request_id, FAILED_PRECONDITION (reason INSUFFICIENT_STOCK) if the stock
-        is too low.
+        is too low, FAILED_PRECONDITION (reason PRODUCT_DELISTED) if the product
+        was delisted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -69,7 +69,8 @@ class ProductServiceStub:
     reservation and reserves nothing more. Returns NOT_FOUND if the product
     does not exist, INVALID_ARGUMENT for a quantity below 1 or a missing
     request_id, FAILED_PRECONDITION (reason INSUFFICIENT_STOCK) if the stock
-    is too low.
+    is too low, FAILED_PRECONDITION (reason PRODUCT_DELISTED) if the product
+    was delisted.
     """
     ReleaseStock: _grpc.UnaryUnaryMultiCallable[_product_service_pb2.ReleaseStockRequest, _product_service_pb2.ReleaseStockResponse]
     """Puts a reservation's units back into stock. Releasing a reservation that
@@ -124,7 +125,8 @@ class ProductServiceAsyncStub(ProductServiceStub):
     reservation and reserves nothing more. Returns NOT_FOUND if the product
     does not exist, INVALID_ARGUMENT for a quantity below 1 or a missing
     request_id, FAILED_PRECONDITION (reason INSUFFICIENT_STOCK) if the stock
-    is too low.
+    is too low, FAILED_PRECONDITION (reason PRODUCT_DELISTED) if the product
+    was delisted.
     """
     ReleaseStock: _aio.UnaryUnaryMultiCallable[_product_service_pb2.ReleaseStockRequest, _product_service_pb2.ReleaseStockResponse]  # type: ignore[assignment]
     """Puts a reservation's units back into stock. Releasing a reservation that
@@ -212,7 +214,8 @@ class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
         reservation and reserves nothing more. Returns NOT_FOUND if the product
         does not exist, INVALID_ARGUMENT for a quantity below 1 or a missing
         request_id, FAILED_PRECONDITION (reason INSUFFICIENT_STOCK) if the stock
-        is too low.
+        is too low, FAILED_PRECONDITION (reason PRODUCT_DELISTED) if the product
+        was delisted.
         """
 
     @_abc_1.abstractmethod
