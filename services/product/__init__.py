@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from services.product._app import PAGE_TOKEN_SECRET, product_service, run
 from services.product._currencies import ISO_4217_CODES
+from services.product._delist import SELLERS, on_user_event
 from services.product._replay import ProductState, replay
 from services.product._schema import DATABASE_FILE, MIGRATIONS
 from services.product._sellers import SellerDirectory, UserLookup, UserServiceSellers
@@ -32,6 +33,7 @@ from services.product._store import (
     RESERVATION_TYPE,
     ProductStore,
     SqliteProductStore,
+    delist_seller,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "PRODUCTS",
     "PRODUCT_TYPE",
     "RESERVATION_TYPE",
+    "SELLERS",
     "SERVICE_NAME",
     "ProductServicer",
     "ProductState",
@@ -50,6 +53,8 @@ __all__ = [
     "SqliteProductStore",
     "UserLookup",
     "UserServiceSellers",
+    "delist_seller",
+    "on_user_event",
     "product_service",
     "replay",
     "run",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.product import DATABASE_FILE, MIGRATIONS, ProductStore, replay
+from services.product import DATABASE_FILE, MIGRATIONS, ProductStore, delist_seller, replay
 from services.runtime.errors import SwitchboardError
 from services.runtime.storage import RequestKey, connect, migrate, schema_version
 from switchboard.product.v1 import product_pb2
@@ -18,7 +18,7 @@ from tests.storage._backends import REFUSED, execute, log, rows, sqlite_conn
 
 
 class _History:
-    """Random creates, updates, deletes, reservations and releases (some of them refused)."""
+    """Random creates, updates, deletes, reservations, releases and delistings (some refused)."""
 
     def __init__(self, store: ProductStore, seed: int) -> None:
         self.store = store
@@ -28,13 +28,14 @@ class _History:
 
     async def step(self, n: int) -> None:
         actions = [self.create, self.create, self.update, self.delete, self.reserve,
-                   self.reserve, self.release]  # fmt: skip
+                   self.reserve, self.release, self.delist]  # fmt: skip
         action = self.rng.choice(actions) if self.products else self.create
         with contextlib.suppress(SwitchboardError):  # refused: must leave no trace behind
             await action(n)
 
     async def create(self, n: int) -> None:
         product = new_product(sku=f"S{self.rng.randrange(60)}", stock=self.rng.randrange(6))
+        product.seller_id = f"seller-{self.rng.randrange(8)}"
         self.products.append(
             (await self.store.create(product, "", None, pb.CreateProductResponse)).product.id
         )
@@ -58,6 +59,10 @@ class _History:
     async def release(self, n: int) -> None:
         if self.reservations:
             await self.store.release_stock(self.rng.choice(self.reservations), None)
+
+    async def delist(self, n: int) -> None:
+        seller = f"seller-{self.rng.randrange(8)}"
+        await self.store.db.write(lambda tx: delist_seller(tx, seller))
 
 
 async def _tables(store: ProductStore) -> dict[str, product_pb2.Product]:
@@ -85,6 +90,7 @@ async def test_replaying_the_log_rebuilds_products_and_reservations(
     kinds = {event.type for event in events}
     assert product_pb2.PRODUCT_EVENT_TYPE_STOCK_RELEASED in kinds  # the history covered it all
     assert product_pb2.PRODUCT_EVENT_TYPE_DELETED in kinds
+    assert product_pb2.PRODUCT_EVENT_TYPE_DELISTED in kinds
 
 
 def test_a_database_at_the_previous_version_is_migrated_on_open(data_dir: Path) -> None:
