@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc.aio
 
@@ -24,6 +25,9 @@ from switchboard.product.v1 import product_pb2, product_service_pb2_grpc
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests.reliability._support.procs import Launcher, Proc
+
+if TYPE_CHECKING:
+    from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub
 
 __all__ = ["CALL_S", "INITIAL_STOCK", "Seller", "World", "latencies_ms", "percentile"]
 
@@ -66,14 +70,8 @@ class World:
             )
         return world
 
-    async def _user_call(self, method: str, request: object) -> object:
-        async with grpc.aio.insecure_channel(self.user.address) as channel:
-            stub = user_service_pb2_grpc.UserServiceStub(channel)
-            return await getattr(stub, method)(request, timeout=CALL_S)
-
-    def product_stub(
-        self, channel: grpc.aio.Channel
-    ) -> product_service_pb2_grpc.ProductServiceStub:
+    def product_stub(self, channel: grpc.aio.Channel) -> ProductServiceAsyncStub:
+        """A product stub on ``channel``."""
         return product_service_pb2_grpc.ProductServiceStub(channel)
 
     async def seed(self, sellers: int, products: int, reserved: int) -> list[Seller]:
@@ -161,7 +159,7 @@ class World:
         rows = self._query("SELECT id, stock, state FROM products")
         return {pid: (int(stock), int(state)) for pid, stock, state in rows}
 
-    def _query(self, sql: str) -> list[tuple[object, ...]]:
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
         conn = sqlite3.connect(f"file:{self.root / 'p' / 'product.db'}?mode=ro", uri=True)
         try:
             return conn.execute(sql).fetchall()

@@ -68,7 +68,9 @@ async def test_a_deleted_seller_s_products_are_delisted_and_stock_restored(
             deleted = time.monotonic()
             kinds: list[tuple[int, str]] = []
             while sum(kind == _ET.PRODUCT_EVENT_TYPE_DELISTED for kind, _ in kinds) < 3:
-                event = (await asyncio.wait_for(watch.read(), CALL_S)).event
+                response = await asyncio.wait_for(watch.read(), CALL_S)
+                assert isinstance(response, pb.WatchProductsResponse), response
+                event = response.event
                 kinds.append((event.type, event.product.id))
             took = time.monotonic() - deleted
             watch.cancel()
