@@ -27,6 +27,11 @@ Guarantees:
   that fails (a bug, the database unreachable) is retried on the same event
   after the backoff, so later events wait rather than being applied out of
   order.
+- **Lag is visible.** Prometheus gauges
+  ``switchboard_subscription_checkpoint_revision`` and
+  ``switchboard_subscription_head_revision`` (label ``subscription``), and
+  ``switchboard_subscription_events_total{outcome="applied"|"skipped"}``;
+  the producer's own ``switchboard_storage_revision`` is its head.
 - **Compaction.** The producers' logs are never compacted today, so a
   checkpoint can always resume. Revisions are gap-free, so a compacted log
   shows up as a jump past ``checkpoint + 1``: the subscriber logs it at ERROR,
@@ -57,6 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
+from prometheus_client import Counter, Gauge
 
 from services.runtime.client._client import Client
 from services.runtime.client._retry import MethodSpec
@@ -65,6 +71,29 @@ from services.runtime.storage import Backend, Transaction, read_checkpoint, save
 __all__ = ["Subscriber", "Subscription", "apply_event"]
 
 log = logging.getLogger("switchboard.events")
+
+# Lag = head - checkpoint. The producer's own ``switchboard_storage_revision`` is its true
+# head; HEAD here is the newest revision this consumer has been sent.
+CHECKPOINT = Gauge(
+    "switchboard_subscription_checkpoint_revision",
+    "The last producer revision applied by the subscription (here or by another instance).",
+    ("subscription",),
+)
+HEAD = Gauge(
+    "switchboard_subscription_head_revision",
+    "The newest producer revision the subscription has received.",
+    ("subscription",),
+)
+EVENTS = Counter(
+    "switchboard_subscription_events_total",
+    "Events received, by outcome: applied here, or skipped (already applied).",
+    ("subscription", "outcome"),
+)
+GAPS = Counter(
+    "switchboard_subscription_gaps_total",
+    "Jumps in the producer's revisions (a compacted log): changes not applied.",
+    ("subscription",),
+)
 
 Handler = Callable[[Transaction, Any], None]
 
@@ -134,6 +163,9 @@ class Subscriber:
         self._client = client
         self._backoff = (backoff_s, backoff_cap_s)
         self._task: asyncio.Task[None] | None = None
+        name = subscription.name
+        self._metrics = (CHECKPOINT.labels(name), HEAD.labels(name), GAPS.labels(name))
+        self._outcomes = (EVENTS.labels(name, "applied"), EVENTS.labels(name, "skipped"))
 
     async def started(self, port: int) -> None:
         """Start consuming (the server is SERVING on ``port``)."""
@@ -152,6 +184,8 @@ class Subscriber:
         """Consume until cancelled: resume from the checkpoint, reconnect with backoff."""
         name = self.subscription.name
         self.checkpoint = await self._db.read(lambda conn: read_checkpoint(conn, name))
+        self._metrics[0].set(self.checkpoint)
+        self._metrics[1].set(max(self.head, self.checkpoint))
         log.info("subscription %s resumes after revision %d", name, self.checkpoint)
         delay, failing = self._backoff[0], False
         while True:
@@ -180,8 +214,10 @@ class Subscriber:
     async def _apply(self, event: Any) -> None:
         revision = int(event.revision)
         self.head = max(self.head, revision)
+        self._metrics[1].set(self.head)
         if revision > self.checkpoint + 1:
             self.gaps += 1
+            self._metrics[2].inc()
             log.error(
                 "subscription %s: the producer's log jumps from %d to %d (compacted?):"
                 " the changes between are not applied here",
@@ -194,7 +230,9 @@ class Subscriber:
             self.applied += 1
         else:
             self.skipped += 1
+        self._outcomes[0 if applied else 1].inc()
         self.checkpoint = max(self.checkpoint, revision)
+        self._metrics[0].set(self.checkpoint)
 
 
 def _describe(err: BaseException) -> str:

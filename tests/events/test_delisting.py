@@ -10,6 +10,7 @@ assertions: speed belongs to bench/).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
 from tests.events._world import CALL_S, INITIAL_STOCK, Seller, World, latencies_ms, percentile
+from tests.observability._support import scrape
 from tests.reliability._support.procs import Launcher
 
 _DELISTED = product_pb2.PRODUCT_STATE_DELISTED
@@ -64,7 +66,8 @@ async def test_a_deleted_seller_s_products_are_delisted_and_stock_restored(
             watch = stub.WatchProducts(pb.WatchProductsRequest(start_revision=0))
             request = user_service_pb2.DeleteUserRequest(id=ada.user_id)
             async with grpc.aio.insecure_channel(world.user.address) as uc:
-                await user_service_pb2_grpc.UserServiceStub(uc).DeleteUser(request, timeout=CALL_S)
+                users = user_service_pb2_grpc.UserServiceStub(uc)
+                deletion = await users.DeleteUser(request, timeout=CALL_S)
             deleted = time.monotonic()
             kinds: list[tuple[int, str]] = []
             while sum(kind == _ET.PRODUCT_EVENT_TYPE_DELISTED for kind, _ in kinds) < 3:
@@ -81,6 +84,12 @@ async def test_a_deleted_seller_s_products_are_delisted_and_stock_restored(
         assert sorted(released) == sorted(ada.products[:2])
         print(f"\nDeleteUser -> all 3 DELISTED seen on the product Watch: {took * 1000:.0f} ms")
         _check_exactly_once(world, [ada], [])
+        # Lag is visible: the product process exports the checkpoint and the head it saw.
+        exposition = await scrape(_http_address(world.products[0].log()))
+        subscription = '{subscription="product<-user"}'
+        for gauge in ("checkpoint_revision", "head_revision"):
+            line = f"switchboard_subscription_{gauge}{subscription} {float(deletion.revision)}"
+            assert line in exposition, exposition
 
 
 async def test_exactly_once_while_the_product_process_is_killed_twice(tmp_path: Path) -> None:
@@ -88,13 +97,15 @@ async def test_exactly_once_while_the_product_process_is_killed_twice(tmp_path: 
         world = await World.start(launch, tmp_path)
         sellers = await world.seed(110, products=2, reserved=1)
         doomed, kept = sellers[:100], sellers[100:]
-        product, at_kill = world.products[0], []
+        product, at_kill = world.products[0], [0]
         chunks = [doomed[:30], doomed[30:60], doomed[60:]]
         await world.delete(chunks[0], concurrency=4)
-        for chunk in chunks[1:]:  # SIGKILL mid-burst, twice: the consumer is mid-stream
+        for chunk in chunks[1:]:  # SIGKILL mid-burst, twice, while the consumer is applying
+            await _until_delisted_beyond(world, at_kill[-1])
             product.kill()
-            at_kill.append(sum(world.log_counts()["DELISTED"].values()))
+            at_kill.append(_delisted(world))
             await asyncio.gather(world.delete(chunk, concurrency=4), product.restart())
+        at_kill.pop(0)
         await world.wait_delisted(doomed, CATCH_UP_S)
         _check_exactly_once(world, doomed, kept)
         counts = world.log_counts()
@@ -135,6 +146,25 @@ async def test_two_product_instances_consume_without_double_effects(tmp_path: Pa
         await world.wait_delisted(sellers[:50], CATCH_UP_S)
         _check_exactly_once(world, sellers[:50], sellers[50:])
         _report("two instances", world, sellers[:50])
+
+
+def _delisted(world: World) -> int:
+    return sum(world.log_counts()["DELISTED"].values())
+
+
+async def _until_delisted_beyond(world: World, count: int) -> None:
+    """Until the consumer has applied something past ``count`` delistings (it is running)."""
+    deadline = time.monotonic() + CATCH_UP_S
+    while _delisted(world) <= count:
+        assert time.monotonic() < deadline, "the consumer applied nothing"
+        await asyncio.sleep(0.005)  # polling the product log: no event reaches the test
+
+
+def _http_address(log: str) -> str:
+    """The HTTP side port a process named in its listening line."""
+    match = re.search(r"listening on \S+ \(http ([\w.:]+)\)", log)
+    assert match, log
+    return match[1]
 
 
 async def _serve_for(world: World, seller: Seller, seconds: float) -> int:
