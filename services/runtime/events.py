@@ -2,7 +2,7 @@
 
 A consumer declares a :class:`Subscription` — the producer's registry name,
 its Watch method (found in the generated stubs, e.g.
-``/switchboard.user.v1.UserService/WatchUsers``) and a handler — and runs a
+``/shelf.v1.ShelfService/WatchBooks``) and a handler — and runs a
 :class:`Subscriber` next to its server (it is a :class:`Lifecycle` hook).
 
 Guarantees:
@@ -41,13 +41,13 @@ Guarantees:
 
 Example::
 
-    DELETED = Subscription(
-        name="product<-user",
-        service="user",
-        method="/switchboard.user.v1.UserService/WatchUsers",
-        handler=on_user_event,           # (tx, UserEvent) -> None
+    BOOKS = Subscription(
+        name="loans<-shelf",
+        service="shelf",
+        method="/shelf.v1.ShelfService/WatchBooks",
+        handler=on_book_event,           # (tx, BookEvent) -> None
     )
-    subscriber = Subscriber(DELETED, store.db, client)
+    subscriber = Subscriber(BOOKS, store.db, client)
     await serve([service], config, hooks=[subscriber])
 """
 

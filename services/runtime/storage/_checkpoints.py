@@ -11,9 +11,9 @@ A service that consumes adds the table in a migration of its own:
 
 Example::
 
-    if read_checkpoint(tx.conn, "product<-user") < event.revision:
+    if read_checkpoint(tx.conn, "loans<-shelf") < event.revision:
         ...  # the effects
-        save_checkpoint(tx.conn, "product<-user", event.revision, tx.now_ns)
+        save_checkpoint(tx.conn, "loans<-shelf", event.revision, tx.now_ns)
 """
 
 from __future__ import annotations
