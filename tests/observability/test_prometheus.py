@@ -321,13 +321,20 @@ async def test_storage_metrics_of_a_service(stack: Stack) -> None:
         first = await users.create_user(email="b@example.com", display_name="B", request_id="k1")
         again = await users.create_user(email="b@example.com", display_name="B", request_id="k1")
         assert again.id == first.id
+        # The product service follows the user log (its delisting subscription): one Watch.
+        await eventually(
+            lambda: scrape(http_address(stack.user)),
+            lambda text: sample(text, "switchboard_storage_watch_subscribers") == 1,
+            10,
+            "the product service's subscription is open",
+        )
         async for _event in users.watch_users(0):
             text = await scrape(http_address(stack.user))  # while the Watch is open
             break
     assert sample(text, "switchboard_storage_idempotent_replays_total") == 1
     assert (sample(text, "switchboard_storage_commit_seconds_count", database="user") or 0) >= 1
     assert (sample(text, "switchboard_storage_revision", database="user") or 0) >= 1
-    assert sample(text, "switchboard_storage_watch_subscribers") == 1
+    assert sample(text, "switchboard_storage_watch_subscribers") == 2  # the product's and ours
 
 
 async def test_registry_metrics(stack: Stack) -> None:
