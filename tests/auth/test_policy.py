@@ -48,10 +48,13 @@ def test_only_an_admin_deletes(example: Policy) -> None:
     assert allowed(example, PRODUCTS + "DeleteProduct", user("products:write", roles=("admin",)))
 
 
-def test_the_product_certificate_may_get_a_user_and_nothing_else(example: Policy) -> None:
+def test_the_product_certificate_may_get_and_watch_users_and_nothing_else(
+    example: Policy,
+) -> None:
     product = service("product")
-    assert allowed(example, USERS + "GetUser", product)
-    for method in ("DeleteUser", "CreateUser", "UpdateUser", "ListUsers", "WatchUsers"):
+    assert allowed(example, USERS + "GetUser", product)  # the seller check
+    assert allowed(example, USERS + "WatchUsers", product)  # the delisting subscription
+    for method in ("DeleteUser", "CreateUser", "UpdateUser", "ListUsers"):
         assert not allowed(example, USERS + method, product), method
     assert not allowed(example, USERS + "GetUser", service("stranger"))
 
