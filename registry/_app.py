@@ -24,7 +24,7 @@ from typing import NoReturn
 from grpc_health.v1 import health_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from registry._http import registry_http_routes
-from registry._observe import InstrumentedStore, refresh_gauges
+from registry._observe import InstrumentedStore, count_expiry, refresh_gauges
 from registry._servicer import RegistryServicer, registry_service
 from registry._settings import RegistrySettings, add_registry_arguments
 from registry.console import Console
@@ -132,7 +132,7 @@ def open_store(settings: RegistrySettings) -> RegistryStore:
     if etcd is not None:
         _log.info("keeping state in etcd %s under %s", ",".join(etcd.endpoints), etcd.prefix)
         return EtcdStore(etcd, settings.limits)
-    return MemoryStore(settings.limits)
+    return MemoryStore(settings.limits, on_expired=count_expiry)
 
 
 async def run(

@@ -24,7 +24,7 @@ from registry.store import Registration, RegistryStore, Resolution, ServiceCount
 from registry.store import WatchStream as _WatchStream
 from switchboard.registry.v1 import instance_pb2
 
-__all__ = ["InstrumentedStore", "refresh_gauges"]
+__all__ = ["InstrumentedStore", "count_expiry", "refresh_gauges"]
 
 INSTANCES = Gauge(
     "switchboard_registry_instances",
@@ -41,6 +41,12 @@ RENEWALS = Counter("switchboard_registry_renewals_total", "Successful lease rene
 DEREGISTRATIONS = Counter(
     "switchboard_registry_deregistrations_total",
     "Instances removed by Deregister (an explicit eviction).",
+)
+EXPIRIES = Counter(
+    "switchboard_registry_expiries_total",
+    "Leases expired because they were not renewed within their TTL, by service "
+    "(memory store; with --etcd, etcd expires leases itself).",
+    ("service",),
 )
 STORE_SECONDS = Histogram(
     "switchboard_registry_store_seconds",
@@ -175,3 +181,8 @@ async def refresh_gauges(store: RegistryStore) -> None:
         INSTANCES.labels(count.name).set(count.instance_count)
     LEASES.set(sum(count.instance_count for count in counts))
     REVISION.set(revision)
+
+
+def count_expiry(instance: instance_pb2.Instance) -> None:
+    """Count one expired lease (the memory store's ``on_expired`` hook)."""
+    EXPIRIES.labels(instance.service).inc()

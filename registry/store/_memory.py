@@ -119,8 +119,10 @@ class MemoryStore:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = time.time_ns,
         reap_interval: float = 0.25,
+        on_expired: Callable[[instance_pb2.Instance], None] | None = None,
     ) -> None:
         self.limits = limits or StoreLimits()
+        self._on_expired = on_expired  # told of each lease the reaper expired (metrics)
         start = time.time_ns() // 1_000 if initial_revision is None else initial_revision
         self._revision = start
         self._clock = clock
@@ -284,6 +286,8 @@ class MemoryStore:
                 continue
             self._drop(lease, _EXPIRED)
             evicted += 1
+            if self._on_expired is not None:
+                self._on_expired(lease.instance)
         return evicted
 
     async def _reap_forever(self) -> None:

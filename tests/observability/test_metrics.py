@@ -16,6 +16,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from registry._observe import count_expiry
+from registry.store import MemoryStore
 from services.runtime import (
     BindError,
     Client,
@@ -32,6 +34,7 @@ from services.runtime.config import access_log_sampling
 from services.runtime.logs import AccessLog
 from services.runtime.server._http import HttpSidePort
 from services.user.client import GET_USER, WATCH_USERS
+from switchboard.registry.v1.instance_pb2 import Instance
 from switchboard.user.v1 import user_service_pb2
 from tests.client._fakes import FakeUsers, users_service
 from tests.observability._support import get_json, reachable, sample, scrape
@@ -237,3 +240,15 @@ def test_access_lines_reach_a_handler_added_after_configure(
     log.flush()
     assert [r.getMessage().split("request_id=")[1].split()[0] for r in seen] == ["after"]
     assert len(written) == 1
+
+
+async def test_an_expired_lease_is_counted_by_service() -> None:
+    now = [1_000.0]
+    store = MemoryStore(initial_revision=0, clock=lambda: now[0], on_expired=count_expiry)
+    instance = Instance(service="expiring", instance_id="e1", address="127.0.0.1:5000")
+    await store.register(instance, 5.0)
+    before = value("switchboard_registry_expiries_total", service="expiring")
+    now[0] += 6.0
+    assert store.reap() == 1
+    after = value("switchboard_registry_expiries_total", service="expiring")
+    assert after == before + 1
