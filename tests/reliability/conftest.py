@@ -1,4 +1,8 @@
-"""Fixtures: a process launcher whose every process group is killed at teardown."""
+"""Fixtures: a process launcher whose every process group is killed at teardown.
+
+Also prints the figures tests record as ``user_properties`` (the flood p99s) at the end
+of the run, so a measured figure that is not asserted is still seen.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _pytest.terminal import TerminalReporter
 
 from tests.reliability._support.procs import Launcher
 
@@ -15,3 +20,17 @@ async def launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
     """Start real processes (``await launcher.start("registry")``); all killed at the end."""
     async with Launcher(tmp_path) as launch:
         yield launch
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    """List every recorded figure of the reliability tests, one line per test."""
+    lines = [
+        f"{report.nodeid.split('::')[-1]}: "
+        + ", ".join(f"{name} {value}" for name, value in report.user_properties)
+        for report in terminalreporter.stats.get("passed", [])
+        if report.when == "call" and report.user_properties and "reliability" in report.nodeid
+    ]
+    if lines:
+        terminalreporter.section("reliability figures (recorded, not asserted)")
+        for line in lines:
+            terminalreporter.write_line(line)
