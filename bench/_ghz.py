@@ -42,18 +42,19 @@ class GhzCall:
 
 @dataclass(frozen=True)
 class GhzLoad:
-    """How hard: concurrent workers, duration, optional fixed rate, cores for ghz."""
+    """How hard: concurrent workers, duration, optional fixed rate, cores, connections."""
 
     concurrency: int
     duration_s: float
     rps: int = 0
     cpus: int = 1
+    connections: int = 1
 
 
 def ghz_argv(
     ghz: Path, target: str, call: GhzCall, load: GhzLoad, output: Path, data_file: Path
 ) -> list[str]:
-    """The ghz command line (one connection, plaintext, in-flight calls at the end finished).
+    """The ghz command line: plaintext, ``load.connections`` connections, late calls finished.
 
     The request JSON is read from ``data_file``; a JSON array there is sent
     round-robin, one element per call.
@@ -70,7 +71,7 @@ def ghz_argv(
         # Calls in flight when the time is up are finished and counted (the time too):
         # ignoring them would undercount long calls, such as a stream of 100 renewals.
         "--duration-stop=wait",
-        "--connections=1",
+        f"--connections={load.connections}",
         "--timeout=10s",
         f"--cpus={load.cpus}",
         "--format=json",

@@ -3,6 +3,7 @@
 #   make bench         every case, 5 repetitions of 2 s each (under 10 minutes)
 #   make bench-quick   the same cases, 3 repetitions of 0.5 s (under 2 minutes)
 #   make bench-storage SQLite vs PostgreSQL (1 and 2 instances) vs the raw echo (bench/storage.py)
+#   make bench-echo    the raw echo, sync thread pool vs grpc.aio, at 1/10/50 connections
 #
 # Both print the markdown table and write bench/results/latest.{json,md} (gitignored), with
 # each process's log in bench/results/logs/. Load comes from ghz (pinned in mk/tools.mk) and
@@ -22,6 +23,10 @@ bench-auth: $(STAMP) ## Server CPU per call of authorization (HS256/RS256/ES256,
 
 bench-storage: $(STAMP) tools-postgres ## SQLite vs PostgreSQL (1 and 2 instances) vs the raw echo, one run
 	$(PY) -m bench.storage
+
+.PHONY: bench-echo
+bench-echo: $(STAMP) tools-ghz ## Raw echo: sync thread-pool server vs grpc.aio, ghz at 1, 10 and 50 connections
+	$(PY) -m bench.echo_sweep
 
 .PHONY: bench-obs
 bench-obs: $(STAMP) ## Server CPU µs per GetUser with metrics, tracing and the access log each off and on
