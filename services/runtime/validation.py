@@ -10,7 +10,7 @@ Example::
 
     violations = Violations()
     check_id(violations, "id", request.id)
-    check_request_id(violations, "request_id", request.request_id, required=False)
+    check_idempotency_key(violations, "request_id", request.request_id, required=False)
     violations.raise_if_any("invalid request")
 """
 
@@ -24,11 +24,11 @@ from services.runtime.errors import InvalidArgument
 
 __all__ = [
     "MAX_ID_LENGTH",
-    "MAX_REQUEST_ID_LENGTH",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "Violations",
     "check_chosen_id",
     "check_id",
-    "check_request_id",
+    "check_idempotency_key",
     "check_update_mask",
     "require_id",
 ]
@@ -36,7 +36,7 @@ __all__ = [
 MAX_ID_LENGTH = 64
 """Server-assigned ids are 32 characters; anything above 64 is surely not one."""
 
-MAX_REQUEST_ID_LENGTH = 64
+MAX_IDEMPOTENCY_KEY_LENGTH = 64
 """The contracts bound every request_id to 64 characters."""
 
 
@@ -89,12 +89,14 @@ def check_chosen_id(violations: Violations, field: str, value: str) -> None:
         )
 
 
-def check_request_id(violations: Violations, field: str, value: str, *, required: bool) -> None:
+def check_idempotency_key(
+    violations: Violations, field: str, value: str, *, required: bool
+) -> None:
     """Record an over-long (or, when required, missing) idempotency key."""
     if required and not value:
         violations.add(field, "is required (an idempotency key, e.g. a UUID)")
-    elif len(value) > MAX_REQUEST_ID_LENGTH:
-        violations.add(field, f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
+    elif len(value) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        violations.add(field, f"must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
 
 
 def check_update_mask(

@@ -115,8 +115,8 @@ def test_policies_by_kind_of_method() -> None:
     assert policy_for("/switchboard.registry.v1.RegistryService/Register") is IDEMPOTENT_WRITE
     assert policy_for("/switchboard.user.v1.UserService/WatchUsers") is NO_RETRY
     assert policy_for("/some.Unknown/Method") is NO_RETRY
-    assert MethodSpec.of("/switchboard.user.v1.UserService/CreateUser").auto_request_id
-    assert not GET_USER.auto_request_id
+    assert MethodSpec.of("/switchboard.user.v1.UserService/CreateUser").auto_idempotency_key
+    assert not GET_USER.auto_idempotency_key
     # A keyed write without a request_id field is never retried.
     assert GET_USER.with_policy(KEYED_WRITE).policy is NO_RETRY
 

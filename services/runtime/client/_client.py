@@ -321,7 +321,7 @@ class Connection:
         Example: ``await conn.call(GET_USER, GetUserRequest(id="u1"), timeout_s=1.0)``.
         """
         spec = method if isinstance(method, MethodSpec) else MethodSpec.of(method)
-        if spec.auto_request_id and not request.request_id:
+        if spec.auto_idempotency_key and not request.request_id:
             request.request_id = uuid.uuid4().hex
         now = _monotonic()
         deadline = self._deadline(now, timeout_s)

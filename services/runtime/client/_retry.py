@@ -109,7 +109,7 @@ class RetryPolicy:
 
     name: str
     codes: frozenset[grpc.StatusCode]
-    needs_request_id: bool = False
+    needs_idempotency_key: bool = False
 
 
 READ = RetryPolicy("read", frozenset({_UNAVAILABLE, _CANCELLED, _DEADLINE, _EXHAUSTED}))
@@ -193,7 +193,7 @@ class MethodSpec(Generic[ReqT, RespT]):
     response_type: type[RespT]
     policy: RetryPolicy
     server_streaming: bool = False
-    auto_request_id: bool = False  # fill request_id in when the caller left it empty
+    auto_idempotency_key: bool = False  # fill request_id in when the caller left it empty
 
     @staticmethod
     def of(path: str) -> MethodSpec[Any, Any]:
@@ -206,13 +206,13 @@ class MethodSpec(Generic[ReqT, RespT]):
     def with_policy(self, policy: RetryPolicy) -> MethodSpec[ReqT, RespT]:
         """A copy with another retry policy (e.g. ``NO_RETRY`` for a caller with its own loop)."""
         policy = _effective(policy, self.request_type)
-        return replace(self, policy=policy, auto_request_id=policy.needs_request_id)
+        return replace(self, policy=policy, auto_idempotency_key=policy.needs_idempotency_key)
 
 
 def _effective(policy: RetryPolicy, request_type: type[Message]) -> RetryPolicy:
     """A keyed write whose request has no ``request_id`` field cannot be retried safely."""
     if (
-        policy.needs_request_id
+        policy.needs_idempotency_key
         and IDEMPOTENCY_KEY_FIELD not in request_type.DESCRIPTOR.fields_by_name
     ):
         return NO_RETRY
@@ -232,7 +232,7 @@ def _spec_of(path: str) -> MethodSpec[Any, Any]:
         response_type=message_factory.GetMessageClass(method.output_type),
         policy=policy,
         server_streaming=method.server_streaming,
-        auto_request_id=policy.needs_request_id,
+        auto_idempotency_key=policy.needs_idempotency_key,
     )
 
 

@@ -37,12 +37,12 @@ from google.protobuf.message import Message
 
 from services.runtime.errors import InvalidArgument
 from services.runtime.metrics import STORAGE_REPLAYS
-from services.runtime.validation import MAX_REQUEST_ID_LENGTH
+from services.runtime.validation import MAX_IDEMPOTENCY_KEY_LENGTH
 
 if TYPE_CHECKING:
     from services.runtime.storage._backend import Connection
 
-__all__ = ["MAX_REQUEST_ID_LENGTH", "RequestKey", "find_response", "save_response"]
+__all__ = ["MAX_IDEMPOTENCY_KEY_LENGTH", "RequestKey", "find_response", "save_response"]
 
 REQUESTS_TABLE = (
     "CREATE TABLE requests ("

@@ -27,7 +27,7 @@ from services.runtime.validation import (
     Violations,
     check_chosen_id,
     check_id,
-    check_request_id,
+    check_idempotency_key,
     check_update_mask,
 )
 
@@ -55,7 +55,7 @@ def request_key(
 
     Example: ``key = request_key(violations, "CreateBook", request, chosen_id="book_id")``.
     """
-    check_request_id(violations, "request_id", request.request_id, required=required)
+    check_idempotency_key(violations, "request_id", request.request_id, required=required)
     if chosen_id:
         check_chosen_id(violations, chosen_id, getattr(request, chosen_id))
     violations.raise_if_any(f"invalid {method} request")
