@@ -7,7 +7,8 @@ Run it with ``python -m services.product`` (see ``--help``). Pieces:
 - :class:`ProductStore` — products and reservations on the shared
   resource-store skeleton (``<data dir>/product.db``, or PostgreSQL);
   ReserveStock / ReleaseStock are atomic and idempotent.
-- :class:`UserServiceSellers` — the seller check over gRPC (client runtime).
+- :class:`ProjectedSellers` — the seller check: the local projection of existing
+  users first, :class:`UserServiceSellers` (``GetUser`` over gRPC) on a miss.
 - :func:`product_service` — the ``Service`` binding for ``create_server``/``serve``.
 - :func:`replay` — rebuilds products and reservations from the change log.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from services.product._app import PAGE_TOKEN_SECRET, product_service, run
 from services.product._currencies import ISO_4217_CODES
 from services.product._delist import SELLERS, on_user_event
+from services.product._projection import ProjectedSellers, SellerRebuild, is_built, is_seller
 from services.product._replay import ProductState, replay
 from services.product._schema import DATABASE_FILE, MIGRATIONS
 from services.product._sellers import SellerDirectory, UserLookup, UserServiceSellers
@@ -47,13 +49,17 @@ __all__ = [
     "SELLERS",
     "SERVICE_NAME",
     "ProductServicer",
+    "ProjectedSellers",
     "ProductState",
     "ProductStore",
     "SellerDirectory",
+    "SellerRebuild",
     "SqliteProductStore",
     "UserLookup",
     "UserServiceSellers",
     "delist_seller",
+    "is_built",
+    "is_seller",
     "on_user_event",
     "product_service",
     "replay",

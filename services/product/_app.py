@@ -1,5 +1,8 @@
 """Assemble and run the product service process: store, seller check, servicer, server.
 
+The seller check asks the local sellers projection first and the user
+service on a miss (:mod:`services.product._projection`).
+
 Example::
 
     store = ProductStore.open(Path("var"))
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.product._delist import SELLERS
+from services.product._projection import SUBSCRIPTION, ProjectedSellers, SellerRebuild
 from services.product._sellers import SellerDirectory, UserLookupClient, UserServiceSellers
 from services.product._servicer import SERVICE_NAME, ProductServicer
 from services.product._store import ProductStore
@@ -53,15 +57,18 @@ async def run(
 
     The :class:`ListeningHook` logs ``product listening on HOST:PORT`` and ends
     watch streams on shutdown; a :class:`Subscriber` delists the products of
-    deleted sellers (:mod:`services.product._delist`).
+    deleted sellers and keeps the sellers projection (:mod:`services.product._delist`);
+    a :class:`SellerRebuild` rebuilds that projection if it is incomplete.
     """
     listening = ListeningHook("product", config, store.end_watches)
     try:
         async with Client(client_config) as client:
-            sellers = UserServiceSellers(await UserLookupClient.connect(client))
+            users = await UserLookupClient.connect(client)
+            sellers = ProjectedSellers(store.db, UserServiceSellers(users))
             service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
-            # Consumes the user service's log in the background: serving never waits on it.
+            # Both consume the user service's log in the background: serving never waits.
             delisting = Subscriber(SELLERS, store.db, client)
-            await serve([service], config, hooks=[listening, delisting, *hooks])
+            rebuild = SellerRebuild(store.db, SUBSCRIPTION, users.user_log)
+            await serve([service], config, hooks=[listening, delisting, rebuild, *hooks])
     finally:
         store.close()

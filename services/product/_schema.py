@@ -15,15 +15,26 @@ are ACTIVE), indexed with the seller (the delisting finds a seller's products
 on sale), and the ``checkpoints`` table of the subscription to the user
 service's change log (:mod:`services.product._delist`).
 
+Version 4: the projection of existing sellers (``sellers``: user ids only,
+:mod:`services.product._projection`). A database whose subscription has
+consumed nothing gets it marked complete (empty is right); one that has
+consumed events gets it unmarked, and the service rebuilds it from the user
+log on start.
+
 Each migration that SQLite and PostgreSQL spell differently gives its
 PostgreSQL form too (``BIGINT`` refuses an overflow itself, so no ``typeof``
 check; ids compare byte-wise, ``COLLATE "C"``, as in SQLite).
 
-Add a migration by appending ``Migration(4, ...)``; never edit a shipped one.
+Add a migration by appending ``Migration(5, ...)``; never edit a shipped one.
 """
 
 from __future__ import annotations
 
+from services.product._projection import (
+    MARK_BUILT_IF_NEW,
+    POSTGRES_SELLERS_TABLE,
+    SELLERS_TABLE,
+)
 from services.runtime.storage import (
     CHECKPOINTS_TABLE,
     CORE_TABLES,
@@ -118,5 +129,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX products_by_seller_state ON products (seller_id, state, id)",
             POSTGRES_CHECKPOINTS_TABLE,
         ),
+    ),
+    Migration(
+        4,
+        "the projection of existing sellers (user ids)",
+        (SELLERS_TABLE, MARK_BUILT_IF_NEW),
+        postgres=(POSTGRES_SELLERS_TABLE, MARK_BUILT_IF_NEW),
     ),
 )

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from services.runtime import MethodSpec, TypedClient, errors
@@ -35,6 +36,10 @@ __all__ = ["SellerDirectory", "UserLookup", "UserLookupClient", "UserServiceSell
 _GET_USER: MethodSpec[user_service_pb2.GetUserRequest, user_service_pb2.GetUserResponse] = (
     MethodSpec.of("/switchboard.user.v1.UserService/GetUser")
 )
+
+_WATCH_USERS: MethodSpec[
+    user_service_pb2.WatchUsersRequest, user_service_pb2.WatchUsersResponse
+] = MethodSpec.of("/switchboard.user.v1.UserService/WatchUsers")
 
 log = logging.getLogger("switchboard.product.sellers")
 
@@ -72,6 +77,12 @@ class UserLookupClient(TypedClient):
         """The user with this id; :class:`errors.NotFound` if there is none."""
         request = user_service_pb2.GetUserRequest(id=user_id)
         return (await self.conn.call(_GET_USER, request, timeout_s=timeout_s)).user
+
+    async def user_log(self) -> AsyncGenerator[user_pb2.UserEvent, None]:
+        """The user change log from its start, then every change (rebuilds the projection)."""
+        request = user_service_pb2.WatchUsersRequest(start_revision=0)
+        async for response in self.conn.stream(_WATCH_USERS, request):
+            yield response.event
 
 
 class UserServiceSellers:

@@ -117,9 +117,12 @@ async def test_seller_check_through_the_registry_and_the_user_service(
         unknown = await failure(products.CreateProduct(create("NO-1", "ghost"), timeout=WAIT))
         assert isinstance(unknown, e.FailedPrecondition) and unknown.reason == "SELLER_NOT_FOUND"
 
+        # A seller the projection does not hold (a user created a moment ago would be one)
+        # is checked with GetUser: what the user service being slow or gone does to that.
+        unseen = "0190ffffffffffffffffffffffffffff"
         user.signal(signal.SIGSTOP)  # the user service hangs: the caller's deadline runs out
         try:
-            slow = await failure(products.CreateProduct(create("SLOW-1", seller_id), timeout=1.0))
+            slow = await failure(products.CreateProduct(create("SLOW-1", unseen), timeout=1.0))
             assert isinstance(slow, e.DeadlineExceeded)
             # The product service itself gave up (the deadline was carried downstream).
             await _wait_for_log(product, "CreateProduct code=DEADLINE_EXCEEDED")
@@ -128,6 +131,6 @@ async def test_seller_check_through_the_registry_and_the_user_service(
 
         user.signal(signal.SIGKILL)  # the user service is gone: retries, then UNAVAILABLE
         await user.wait_exit()
-        down = await failure(products.CreateProduct(create("DOWN-1", seller_id), timeout=4.0))
+        down = await failure(products.CreateProduct(create("DOWN-1", unseen), timeout=4.0))
         assert isinstance(down, e.Unavailable)
     assert await product.stop() == 0
