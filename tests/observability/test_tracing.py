@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,23 @@ async def stack(tmp_path: Path, receiver: tuple[Receiver, int]) -> AsyncIterator
         yield Stack(registry, user, product)
 
 
+async def _unproject(database: Path, seller_id: str) -> None:
+    """Once product's sellers projection holds ``seller_id``, remove it from there."""
+    conn = sqlite3.connect(database, timeout=5, check_same_thread=False)
+    try:
+        found = "SELECT 1 FROM sellers WHERE id = ?"
+        await eventually(
+            lambda: asyncio.to_thread(lambda: conn.execute(found, (seller_id,)).fetchone()),
+            lambda row: row is not None,
+            10,
+            "the seller projected",
+        )
+        with conn:
+            conn.execute("DELETE FROM sellers WHERE id = ?", (seller_id,))
+    finally:
+        conn.close()
+
+
 def _by_name(spans: list[Received], service: str, name: str, kind: int) -> Received:
     found = [
         r for r in spans if r.service == service and r.span.name == name and r.span.kind == kind
@@ -153,7 +171,10 @@ def _local(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
 
 
 async def test_create_product_is_one_trace_across_processes(
-    stack: Stack, receiver: tuple[Receiver, int], local_spans: InMemorySpanExporter
+    stack: Stack,
+    receiver: tuple[Receiver, int],
+    local_spans: InMemorySpanExporter,
+    tmp_path: Path,
 ) -> None:
     received = receiver[0]
     config = ClientConfig(registry=RegistryConfig((stack.registry.address,)))
@@ -161,6 +182,9 @@ async def test_create_product_is_one_trace_across_processes(
         users = UserClient(await client.connect("user", wait_s=5))
         products = ProductClient(await client.connect("product", wait_s=5))
         seller = await users.create_user(email="ada@example.com", display_name="Ada")
+        # A seller in product's projection needs no GetUser: take Ada out of it (as if her
+        # creation were not consumed yet), so the check calls the user service.
+        await _unproject(tmp_path / "p" / "product.db", seller.id)
         local_spans.clear()
         await products.create_product(
             sku="LAMP-1",
