@@ -139,8 +139,9 @@ _ALL = (
         "product",
         "ghz",
         "product+user",
-        "CreateProduct with a fresh SKU; the product service checks the seller with a "
-        "GetUser through discovery before writing.",
+        "CreateProduct with a fresh SKU; the product service checks the seller in its "
+        "projection of the user log (a GetUser through discovery on a miss; the bench's "
+        "seller is projected, so no call) before writing.",
     ),
     CaseInfo(
         "product.reserve.ghz",
