@@ -150,7 +150,7 @@ def is_built(conn: Connection) -> bool:
     return conn.execute(_IS_BUILT, (BUILT,)).fetchone() is not None
 
 
-def fold(live: set[str], event: user_pb2.UserEvent) -> None:
+def _fold(live: set[str], event: user_pb2.UserEvent) -> None:
     """:func:`project` on an in-memory set (the rebuild)."""
     if event.type in (_CREATED, _UPDATED):
         live.add(event.user.id)
@@ -158,7 +158,9 @@ def fold(live: set[str], event: user_pb2.UserEvent) -> None:
         live.discard(event.user.id)
 
 
-def install(tx: Transaction, subscription: str, live: Iterable[str], folded: int) -> bool:
+def _replace_projection(
+    tx: Transaction, subscription: str, live: Iterable[str], folded: int
+) -> bool:
     """Replace the projection by ``live`` (the log folded up to revision ``folded``) and mark
     it complete, unless ``subscription`` has applied events past ``folded``; True if done."""
     if read_checkpoint(tx.conn, subscription) > folded:
@@ -260,7 +262,7 @@ class SellerRebuild:
             return await self._install(live, folded)
         async with contextlib.aclosing(self._log()) as events:
             async for event in events:
-                fold(live, event)
+                _fold(live, event)
                 folded = event.revision
                 if folded >= target:
                     if await self._install(live, folded):
@@ -271,7 +273,9 @@ class SellerRebuild:
         return False  # the stream ended (the user service stopping): read it again
 
     async def _install(self, live: set[str], folded: int) -> bool:
-        done = await self._db.write(lambda tx: install(tx, self._subscription, live, folded))
+        done = await self._db.write(
+            lambda tx: _replace_projection(tx, self._subscription, live, folded)
+        )
         if done:
             self.installed_at = folded
         return done
