@@ -300,7 +300,8 @@ def test_over_mtls_a_certificate_from_the_ca_gets_through(tls_steps: list[Step])
         assert step.returncode == 0, step
     assert normalized(health.output) == normalized(health.shown or "")
     product = json.loads(create_product.output)["product"]
-    assert product["seller_id"] == "grace"  # the seller check crossed mTLS too
+    # The seller was known through mTLS: WatchUsers fed the projection, or GetUser on a miss.
+    assert product["seller_id"] == "grace"
 
 
 def test_over_mtls_no_certificate_and_plaintext_are_refused(tls_steps: list[Step]) -> None:
