@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -48,6 +48,7 @@ __all__ = [
     "HarnessError",
     "Launcher",
     "Process",
+    "StartProcess",
     "clean_env",
     "forget_group",
     "track_group",
@@ -378,6 +379,10 @@ class Process:
     def open_fds(self) -> int:
         """How many file descriptors it holds now."""
         return open_fds(self.pid)
+
+
+StartProcess = Callable[..., Awaitable[Process]]
+"""What a fixture yielding :meth:`Launcher.start` hands a test: ``await start(module, *args)``."""
 
 
 class Launcher:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Dialog, Page, async_playwright
 
-from tests.reliability._support.procs import REPO, Launcher, Proc
+from harness import REPO, Launcher, Process
 from tests.reliability._support.waits import eventually
 
 __all__ = [
@@ -100,20 +100,20 @@ async def browser_page(
             await context.close()
 
 
-def instance_id(proc: Proc) -> str:
+def instance_id(proc: Process) -> str:
     """The instance id a service process registered under (from its agent's log line)."""
     found = _REGISTERED.findall(proc.log())
     assert found, f"{proc.module} did not register:\n{proc.log()[-2000:]}"
     return str(found[-1][1])
 
 
-async def registered_id(proc: Proc, timeout_s: float = 10.0) -> str:
+async def registered_id(proc: Process, timeout_s: float = 10.0) -> str:
     """The instance id once the process's agent has registered (bounded wait)."""
     await eventually(lambda: _REGISTERED.search(proc.log()) is not None, timeout_s, "registered")
     return instance_id(proc)
 
 
-async def start_platform(launch: Launcher, data: Path, *registry_args: str) -> list[Proc]:
+async def start_platform(launch: Launcher, data: Path, *registry_args: str) -> list[Process]:
     """A registry (its HTTP side port on a free port), one user and one product instance.
 
     ``registry_args`` go to the registry; with ``--token T`` the services get the token too.

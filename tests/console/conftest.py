@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability._support.procs import Launcher
+from harness import Launcher
 
 
 @pytest.fixture

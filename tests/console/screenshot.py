@@ -16,9 +16,9 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from harness import Launcher
 from tests.console._support import browser_page, registered_id, start_platform
 from tests.observability._support import http_address
-from tests.reliability._support.procs import Launcher
 
 
 async def screenshot(out: Path) -> None:

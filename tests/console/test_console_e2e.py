@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from harness import Launcher
 from tests.console._support import (
     ARTIFACTS,
     browser_page,
@@ -23,7 +24,6 @@ from tests.console._support import (
     start_platform,
 )
 from tests.observability._support import get_json, http_address
-from tests.reliability._support.procs import Launcher
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import grpc.aio
 
+from harness import Launcher
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
 from tests.events._world import CALL_S, INITIAL_STOCK, Seller, World, latencies_ms, percentile
 from tests.observability._support import scrape
-from tests.reliability._support.procs import Launcher
 
 _DELISTED = product_pb2.PRODUCT_STATE_DELISTED
 _ET = product_pb2.ProductEventType

@@ -25,11 +25,10 @@ from typing import Any
 
 import pytest
 
+from harness import Launcher, Process
 from services.runtime import Client, ClientConfig, NotFound, RegistryConfig
 from services.user.client import UserClient
 from tests.observability._support import (
-    Launcher,
-    Proc,
     eventually,
     get_json,
     http_address,
@@ -138,9 +137,9 @@ def prometheus(tmp_path: Path, sd_url: str) -> Iterator[Prometheus]:
 @dataclass
 class Stack:
     launch: Launcher
-    registry: Proc
-    user: Proc
-    product: Proc
+    registry: Process
+    user: Process
+    product: Process
 
     @property
     def registry_args(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from harness import Launcher, Process
 from services.product.client import ProductClient
 from services.runtime import (
     Client,
@@ -42,7 +43,7 @@ from switchboard.product.v1 import product_pb2
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
 from tests.client._fakes import FakeUsers, users_service
-from tests.observability._support import Launcher, Proc, eventually
+from tests.observability._support import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -115,9 +116,9 @@ def local_spans() -> Iterator[InMemorySpanExporter]:
 
 @dataclass
 class Stack:
-    registry: Proc
-    user: Proc
-    product: Proc
+    registry: Process
+    user: Process
+    product: Process
 
 
 @pytest.fixture
@@ -251,7 +252,7 @@ async def _settled(received: Receiver, trace_id: int) -> list[Received]:
     return received.of_trace(trace_id)
 
 
-def _json_lines(proc: Proc) -> list[dict[str, Any]]:
+def _json_lines(proc: Process) -> list[dict[str, Any]]:
     lines = [line for line in proc.log().splitlines() if line.strip()]
     parsed = [json.loads(line) for line in lines if not line.startswith("I1")]
     assert parsed and all(isinstance(p, dict) for p in parsed)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
+from harness import Launcher, StartProcess
 from services.product import PAGE_TOKEN_SECRET, ProductStore, product_service
 from services.runtime import ServerConfig, SwitchboardError, create_server
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
 from tests.storage._postgres import PostgresServer, shared_postgres
-from tests.user._process import StartService, service_processes
 
 if TYPE_CHECKING:
     from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub
@@ -85,9 +85,9 @@ async def stub(address: str) -> AsyncIterator[ProductServiceAsyncStub]:
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
-    async with service_processes(tmp_path) as start:
-        yield start
+async def start_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
+    async with Launcher(tmp_path) as launch:
+        yield launch.start
 
 
 def new_product(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from tests.reliability._support.procs import Launcher
+from harness import Launcher
 
 
 @pytest.fixture

@@ -35,13 +35,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import Launcher, Process
 from services.product.client import ProductClient
 from services.runtime import Client, ClientConfig, RegistryConfig
 from services.runtime import RetrySettings as Retry
 from services.user.client import UserClient
 from tests.reliability._support.load import Load, LoadStats
 from tests.reliability._support.platform import Platform, start_platform
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.proxy import FaultProxy
 
 __all__ = ["main"]
@@ -73,7 +73,7 @@ class Soak:
     fault_errors: list[str] = field(default_factory=list)
     warm: dict[str, Usage] = field(default_factory=dict)
 
-    def steady(self) -> dict[str, Proc]:
+    def steady(self) -> dict[str, Process]:
         """The processes no fault touches (the others restart): their resources must stay flat."""
         return {"user-0 (never faulted)": self.platform.users[0]}
 

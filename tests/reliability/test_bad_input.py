@@ -20,6 +20,7 @@ import grpc.aio
 import pytest
 import pytest_asyncio
 
+from harness import Launcher
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from tests.reliability._support.contracts import (
@@ -31,7 +32,6 @@ from tests.reliability._support.contracts import (
 )
 from tests.reliability._support.garbage import platform_state, seed
 from tests.reliability._support.platform import Platform, start_platform
-from tests.reliability._support.procs import Launcher
 from tests.reliability._support.rawh2 import RawH2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

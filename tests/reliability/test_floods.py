@@ -36,7 +36,7 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from tests.reliability._support.procs import REPO, Launcher, Proc
+from harness import REPO, Launcher, Process
 from tests.reliability._support.rawh2 import ENHANCE_YOUR_CALM
 from tests.reliability._support.waits import percentile
 
@@ -103,7 +103,7 @@ async def p99_of_calls(address: str) -> float:
     return percentile(latencies, 0.99)
 
 
-async def compare_p99(registry: Proc, mode: str) -> tuple[float, float, list[dict[str, Any]]]:
+async def compare_p99(registry: Process, mode: str) -> tuple[float, float, list[dict[str, Any]]]:
     """Median p99 over quiet rounds and over flooded rounds, and the flood reports."""
     quiet: list[float] = []
     flooded: list[float] = []
@@ -117,7 +117,7 @@ async def compare_p99(registry: Proc, mode: str) -> tuple[float, float, list[dic
 
 
 @pytest.fixture
-async def registry(launcher: Launcher) -> Proc:
+async def registry(launcher: Launcher) -> Process:
     return await launcher.start(
         "registry", "--max-concurrent-streams", str(STREAM_LIMIT), "--log-level", "WARNING"
     )
@@ -137,7 +137,7 @@ def check_p99(quiet: float, flooded: float, record: Callable[[tuple[str, object]
 
 
 async def test_a_stream_flood_is_capped_and_others_keep_their_latency(
-    registry: Proc, request: pytest.FixtureRequest
+    registry: Process, request: pytest.FixtureRequest
 ) -> None:
     quiet, flooded, reports = await compare_p99(registry, "streams")
     for report in reports:
@@ -148,7 +148,7 @@ async def test_a_stream_flood_is_capped_and_others_keep_their_latency(
 
 
 async def test_a_ping_flood_gets_goaway_and_others_keep_their_latency(
-    registry: Proc, request: pytest.FixtureRequest
+    registry: Process, request: pytest.FixtureRequest
 ) -> None:
     quiet, flooded, reports = await compare_p99(registry, "ping")
     for report in reports:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]
 
+from harness import Launcher
 from tests.reliability._support.garbage import (
     assert_hung_up_cleanly,
     platform_state,
@@ -25,7 +26,6 @@ from tests.reliability._support.garbage import (
     send_garbage,
 )
 from tests.reliability._support.platform import health_status, start_platform
-from tests.reliability._support.procs import Launcher
 
 pytestmark = pytest.mark.e2e
 

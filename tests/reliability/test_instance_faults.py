@@ -23,13 +23,13 @@ import grpc
 import grpc.aio
 import pytest
 
+from harness import Launcher
 from services.product.client import ProductClient
 from services.user.client import UserClient
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
 from tests.reliability._support.load import Load
 from tests.reliability._support.platform import Platform, resolve, start_platform
-from tests.reliability._support.procs import Launcher
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e

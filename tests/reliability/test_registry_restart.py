@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
+from harness import Launcher
 from services.product.client import ProductClient
 from services.runtime import RegistrationAgent, RegistryConfig
 from services.user.client import UserClient
@@ -33,7 +34,6 @@ from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests.reliability._support.load import Load
 from tests.reliability._support.platform import start_platform
-from tests.reliability._support.procs import Launcher
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
+from harness import Launcher, StartProcess
 from services.runtime import ServerConfig, create_server
 from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests.storage._postgres import PostgresServer, shared_postgres
-from tests.user._process import StartService, service_processes
 
 if TYPE_CHECKING:
     from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
@@ -63,9 +63,9 @@ async def stub(address: str) -> AsyncIterator[UserServiceAsyncStub]:
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
-    async with service_processes(tmp_path) as start:
-        yield start
+async def start_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
+    async with Launcher(tmp_path) as launch:
+        yield launch.start
 
 
 async def read_event(watch: Any) -> user_service_pb2.WatchUsersResponse:

@@ -9,11 +9,11 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
+from harness import Launcher
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from registry.xds import ControlPlane
 from services.runtime import ServerConfig, create_server
 from switchboard.registry.v1 import instance_pb2
-from tests.reliability._support.procs import Launcher
 
 
 @dataclass

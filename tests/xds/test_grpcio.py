@@ -26,12 +26,12 @@ import grpc.aio
 import pytest
 
 from envoy.config.endpoint.v3 import endpoint_pb2
+from harness import REPO, Launcher, Process
 from registry.xds import ENDPOINTS, bootstrap_json
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
 from switchboard.user.v1 import user_service_pb2_grpc as us_grpc
 from tests.reliability._support.platform import resolve, start_platform
-from tests.reliability._support.procs import REPO, Launcher, Proc
 from tests.reliability._support.waits import eventually
 from tests.runtime._certs import make_pki
 from tests.xds._ads import AdsStream
@@ -67,7 +67,7 @@ class Calls:
         return sum(1 for code, t in self.records.values() if code == "OK" and t >= start)
 
 
-def served(proc: Proc) -> set[str]:
+def served(proc: Process) -> set[str]:
     """The request ids of xDS client calls this instance answered."""
     return set(_SERVED.findall(proc.log()))
 

@@ -20,10 +20,10 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from harness import Launcher, Process
 from services.runtime import Client, ClientConfig, RegistryConfig, RetrySettings
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.waits import eventually
 
 __all__ = ["Platform", "health_status", "resolve", "start_platform"]
@@ -37,10 +37,10 @@ class Platform:
 
     launcher: Launcher
     data: Path
-    registry: Proc
+    registry: Process
     ttl_s: float
-    users: list[Proc] = field(default_factory=list)
-    product: Proc | None = None
+    users: list[Process] = field(default_factory=list)
+    product: Process | None = None
 
     def service_args(self, name: str) -> tuple[str, ...]:
         """Flags of a service instance: its data dir and the registry to register with."""
@@ -51,7 +51,7 @@ class Platform:
             *("--grace-s", "5"),
         )
 
-    async def add_user(self) -> Proc:
+    async def add_user(self) -> Process:
         """Start one more user instance (same data dir) and wait until it is registered."""
         proc = await self.launcher.start("services.user", *self.service_args("user"))
         self.users.append(proc)
