@@ -158,9 +158,16 @@ def start_platform(
     env: Mapping[str, str] | None = None,
     repo: Path = REPO,
     args: Sequence[str] = (),
+    *,
+    override_ports: bool = True,
 ) -> Platform:
-    """Start ``switchboard run *args`` in ``repo`` (own session, as ``make run`` does)."""
-    full_env = {**ports.env(), "DATA_DIR": str(data_dir), **(env or {})}
+    """Start ``switchboard run *args`` in ``repo`` (own session, as ``make run`` does).
+
+    ``ports`` reach it as ``REGISTRY_PORT``/``USER_PORT``/``PRODUCT_PORT`` unless
+    ``override_ports`` is False (a platform file whose own ports are already free).
+    """
+    port_env = ports.env() if override_ports else {}
+    full_env = {**port_env, "DATA_DIR": str(data_dir), **(env or {})}
     process = launcher.command("supervisor", [SWITCHBOARD, "run", *args], env=full_env, cwd=repo)
     return Platform(process.spawn(), ports, data_dir)
 

@@ -1,11 +1,9 @@
-"""Fixtures: fake service instances and registries, in-process on port 0 from create_server."""
+"""Fixtures: fake service instances and registries, in-process on port 0 from create_server
+(``harness.start_server``), and real processes (``harness.Launcher``)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +11,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness import Launcher, start_server
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
-from services.runtime import HealthServicer, ServerConfig, create_server
+from services.runtime import HealthServicer, ServerConfig
 from tests.client._fakes import FakeUsers, users_service
-
-REPO = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -90,10 +86,9 @@ async def start_users() -> AsyncIterator[StartUsers]:
 
     async def start(name: str = "users", port: int = 0) -> Instance:
         servicer, health = FakeUsers(name), HealthServicer()
-        config = ServerConfig(listen=f"127.0.0.1:{port}", grace_s=0)
-        server, bound = create_server([users_service(servicer)], config, health=health)
-        await server.start()
-        started.append(Instance(servicer, server, bound, health))
+        config = ServerConfig(grace_s=0)
+        server = await start_server([users_service(servicer)], config, port=port, health=health)
+        started.append(Instance(servicer, server.server, server.port, health))
         return started[-1]
 
     yield start
@@ -119,9 +114,9 @@ class Registry:
         self.store = MemoryStore(self.settings.limits, reap_interval=0.05)
         await self.store.start()
         servicer = RegistryServicer(self.store, self.settings)
-        config = ServerConfig(listen=f"127.0.0.1:{self.port}", grace_s=0)
-        self.server, self.port = create_server([registry_service(servicer)], config)
-        await self.server.start()
+        config = ServerConfig(grace_s=0)
+        started = await start_server([registry_service(servicer)], config, port=self.port)
+        self.server, self.port = started.server, started.port
         return self
 
     async def stop(self) -> None:
@@ -141,50 +136,8 @@ async def registry() -> AsyncIterator[Registry]:
     await reg.stop()
 
 
-@dataclass
-class Process:
-    """A subprocess that printed ``listening on HOST:PORT``."""
-
-    proc: asyncio.subprocess.Process
-    port: int
-    drain: asyncio.Task[None]
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-async def spawn(module: str, *args: str, timeout_s: float = 15.0) -> Process:
-    """Run ``python -m module args`` and wait (bounded) until it logs its port."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args,
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            while line := await proc.stdout.readline():
-                lines.append(line.decode(errors="replace"))
-                if found := _LISTENING.search(lines[-1]):
-                    drain = asyncio.create_task(_drain(proc.stdout))
-                    return Process(proc, int(found.group(2)), drain)
-    except TimeoutError:
-        pass
-    proc.kill()
-    await proc.wait()
-    raise AssertionError(f"{module} did not report its port:\n{''.join(lines)}")
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
-
-
-async def stop_process(process: Process) -> None:
-    """Kill a subprocess if it still runs and reap it."""
-    if process.proc.returncode is None:
-        process.proc.kill()
-    await process.proc.wait()
-    await process.drain
+@pytest.fixture
+async def launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
+    """Real processes (``harness.Launcher``); killed at teardown."""
+    async with Launcher(tmp_path) as launch:
+        yield launch

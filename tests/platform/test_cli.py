@@ -17,20 +17,13 @@ import grpc
 import jwt
 import pytest
 
+from harness import REPO, SWITCHBOARD, Launcher, Platform, free_port, running_platform
 from services.platform import format_table
 from services.platform.cli import main
 from services.runtime.auth import ensure_dev_secret, read_secret
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.platform._platform import (
-    REPO,
-    SWITCHBOARD,
-    Platform,
-    free_port,
-    running_platform,
-    start_registry,
-)
 from tests.runtime._certs import make_pki
 
 pytestmark = pytest.mark.e2e
@@ -142,24 +135,18 @@ def wait_line(log: Path, text: str) -> None:
         time.sleep(0.02)
 
 
-def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path) -> None:
+def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path, launcher: Launcher) -> None:
     ca, server, client = make_pki(tmp_path)
     port = free_port()
     tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
-    registry = start_registry(
-        port, tmp_path / "registry.log", *tls, "--tls-client-ca", str(ca.cert)
-    )
-    try:
-        address = ("--registry", f"127.0.0.1:{port}")
-        plaintext = switchboard("services", *address)
-        assert plaintext.returncode == 1, "a TLS registry does not answer plaintext"
-        mtls = ("--registry-ca", str(ca.cert), "--registry-cert", str(client.cert))
-        result = switchboard("services", *address, *mtls, "--registry-key", str(client.key))
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["SERVICE", "INSTANCES"]
-    finally:
-        registry.kill()
-        registry.wait(timeout=TIMEOUT_S)
+    launcher.prepare("registry", *tls, "--tls-client-ca", str(ca.cert)).start_sync(port)
+    address = ("--registry", f"127.0.0.1:{port}")
+    plaintext = switchboard("services", *address)
+    assert plaintext.returncode == 1, "a TLS registry does not answer plaintext"
+    mtls = ("--registry-ca", str(ca.cert), "--registry-cert", str(client.cert))
+    result = switchboard("services", *address, *mtls, "--registry-key", str(client.key))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SERVICE", "INSTANCES"]
 
 
 def test_an_unreachable_registry_is_one_line_and_exit_1() -> None:
@@ -221,25 +208,21 @@ def test_xds_bootstrap_prints_the_file_grpc_reads(capsys: pytest.CaptureFixture[
     assert main(["xds-bootstrap", "--registry", "r:1", "--cert-file", "c.pem"], env={}) == 2
 
 
-def test_instances_checks_health_over_the_registrys_tls(tmp_path: Path) -> None:
+def test_instances_checks_health_over_the_registrys_tls(tmp_path: Path, launcher: Launcher) -> None:
     """Instances of a TLS platform serve TLS: the health check dials them as the registry."""
     ca, server, _client = make_pki(tmp_path)
     port = free_port()
     tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
-    registry = start_registry(port, tmp_path / "registry.log", *tls)
-    try:
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert.read_bytes())
-        with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
-            # The registry itself stands in for a TLS instance: it serves grpc.health.v1 too.
-            instance = instance_pb2.Instance(
-                service="echo", instance_id="echo-1", address=f"127.0.0.1:{port}"
-            )
-            stub = rs_grpc.RegistryServiceStub(channel)
-            stub.Register(rs.RegisterRequest(instance=instance), timeout=TIMEOUT_S)
-        address = ("--registry", f"127.0.0.1:{port}", "--registry-ca", str(ca.cert))
-        result = switchboard("instances", "echo", *address)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines()[1].split()[-1] == "SERVING", result.stdout
-    finally:
-        registry.kill()
-        registry.wait(timeout=TIMEOUT_S)
+    launcher.prepare("registry", *tls).start_sync(port)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        # The registry itself stands in for a TLS instance: it serves grpc.health.v1 too.
+        instance = instance_pb2.Instance(
+            service="echo", instance_id="echo-1", address=f"127.0.0.1:{port}"
+        )
+        stub = rs_grpc.RegistryServiceStub(channel)
+        stub.Register(rs.RegisterRequest(instance=instance), timeout=TIMEOUT_S)
+    address = ("--registry", f"127.0.0.1:{port}", "--registry-ca", str(ca.cert))
+    result = switchboard("instances", "echo", *address)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[-1] == "SERVING", result.stdout

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Launcher
-from tests.platform._platform import REPO
+from harness import REPO, Launcher
 
 pytestmark = pytest.mark.e2e
 
