@@ -70,12 +70,16 @@ class HarnessError(AssertionError):
     """
 
 
-def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment without the developer's ``SWITCHBOARD_*`` settings, plus ``overrides``.
+def clean_env(
+    overrides: Mapping[str, str] | None = None, drop: Sequence[str] = ()
+) -> dict[str, str]:
+    """This environment without the developer's ``SWITCHBOARD_*`` settings (nor variables
+    starting with a ``drop`` prefix), plus ``overrides``.
 
-    Example: ``clean_env({"SWITCHBOARD_LOG_LEVEL": "debug"})``.
+    Example: ``clean_env({"SWITCHBOARD_LOG_LEVEL": "debug"}, drop=["OTEL_"])``.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    prefixes = ("SWITCHBOARD_", *drop)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides or {})
     return env
@@ -389,7 +393,8 @@ class Launcher:
     """Starts processes and, when its block ends, kills and reaps every one still running.
 
     ``env`` is added to every process's environment (after the developer's
-    ``SWITCHBOARD_*`` variables are dropped); logs go to ``log_dir`` (default: a
+    ``SWITCHBOARD_*`` variables, and any starting with a ``drop`` prefix, are
+    removed); logs go to ``log_dir`` (default: a
     temporary directory removed at the end). With ``graceful=True`` the end of
     the block stops each process with SIGTERM first (the last started first).
     """
@@ -402,6 +407,7 @@ class Launcher:
         cwd: Path = REPO,
         host: str = "127.0.0.1",
         graceful: bool = False,
+        drop: Sequence[str] = (),
     ) -> None:
         self._own_dir = log_dir is None
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="switchboard-harness-"))
@@ -409,6 +415,7 @@ class Launcher:
         self.cwd = cwd
         self.host = host
         self.graceful = graceful
+        self.drop = tuple(drop)
         self.processes: list[Process] = []
         self._cleanups: dict[int, list[Callable[[], None]]] = {}
 
@@ -416,7 +423,7 @@ class Launcher:
         return self.log_dir / f"{name}-{len(self.processes)}.log"
 
     def _env(self, env: Mapping[str, str] | None) -> dict[str, str]:
-        return clean_env({**self.env, **(env or {})})
+        return clean_env({**self.env, **(env or {})}, self.drop)
 
     def prepare(
         self, module: str, *args: str, env: Mapping[str, str] | None = None, name: str = ""
