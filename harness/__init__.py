@@ -8,6 +8,8 @@ One place for what ``tests/`` and ``bench/`` both need to run Switchboard:
   and reap; from async code (``await p.stop()``) or sync code (``p.stop_sync()``).
 - :func:`start_server` / :func:`serving` run a gRPC server inside the test process
   (the production ``create_server``, or a bare ``grpc.aio`` one for a foreign API).
+- :class:`EtcdCluster` runs an etcd cluster on loopback (members killed and restarted).
+- :class:`PostgresServer` runs a throw-away PostgreSQL (:func:`shared_postgres`: one per session).
 - :func:`running_platform` runs ``switchboard run`` (the supervisor and the
   platform file, as ``make run`` does) on free ports.
 
@@ -22,6 +24,7 @@ Example::
         print(registry.address, registry.listening)
 """
 
+from harness._etcd import ELECTION_TIMEOUT_S, EtcdCluster, Member, Tls, etcd_binary
 from harness._listening import Listening, parse_listening
 from harness._platform import (
     SWITCHBOARD,
@@ -34,6 +37,7 @@ from harness._platform import (
     start_platform,
 )
 from harness._ports import free_port, free_ports
+from harness._postgres import PG_BIN, PostgresServer, shared_postgres
 from harness._process import (
     PYTHON,
     REPO,
@@ -57,6 +61,8 @@ from harness._server import (
 from harness._stats import Memory, open_fds, read_cpu_ticks, read_memory
 
 __all__ = [
+    "ELECTION_TIMEOUT_S",
+    "PG_BIN",
     "PYTHON",
     "REPO",
     "START_TIMEOUT_S",
@@ -64,16 +70,21 @@ __all__ = [
     "SWITCHBOARD",
     "TIMINGS",
     "UP_LINE",
+    "EtcdCluster",
     "HarnessError",
     "InProcessServer",
     "Launcher",
     "Listening",
+    "Member",
     "Memory",
     "Platform",
     "Ports",
+    "PostgresServer",
     "Process",
     "StartProcess",
+    "Tls",
     "clean_env",
+    "etcd_binary",
     "forget_group",
     "free_port",
     "free_ports",
@@ -85,6 +96,7 @@ __all__ = [
     "running_platform",
     "serving",
     "serving_plain",
+    "shared_postgres",
     "start_plain_server",
     "start_platform",
     "start_server",

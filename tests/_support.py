@@ -13,7 +13,7 @@ import pytest
 from harness import TIMINGS
 from services.runtime import SwitchboardError, from_rpc_error
 
-__all__ = ["failure", "require_tools", "write_timings"]
+__all__ = ["ci", "failure", "require_tools", "write_timings"]
 
 
 async def failure(call: Awaitable[Any]) -> SwitchboardError:
@@ -51,3 +51,8 @@ def write_timings(reporter: pytest.TerminalReporter, package: str) -> None:
         reporter.section(f"{package} timings", sep="-")
         for label, seconds in mine.items():
             reporter.write_line(f"{label}: {seconds:.1f} s")
+
+
+def ci() -> bool:
+    """True on CI, where nothing may skip."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

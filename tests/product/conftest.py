@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
-from harness import Launcher, StartProcess
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres
 from services.product import PAGE_TOKEN_SECRET, ProductStore, product_service
 from services.runtime import ServerConfig, SwitchboardError, create_server
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
-from tests.storage._postgres import PostgresServer, shared_postgres
 
 if TYPE_CHECKING:
     from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub

@@ -9,15 +9,19 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+from etcd.api.etcdserverpb import rpc_pb2
 from google.protobuf import duration_pb2
 
+from registry.store.etcd import EtcdStore
+from registry.store.etcd._client import EtcdNotFound
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 
-__all__ = ["WAIT", "instance", "read", "register_request", "state"]
+__all__ = ["WAIT", "instance", "read", "register_request", "revoke_everything", "state"]
 
 WAIT = 3.0  # bound on every wait for a message
 
@@ -48,3 +52,16 @@ async def read(call: Any) -> rs.WatchResponse:
     message = await asyncio.wait_for(call.read(), WAIT)
     assert isinstance(message, rs.WatchResponse), message
     return message
+
+
+async def revoke_everything(store: EtcdStore) -> None:
+    """Revoke every etcd lease a test's store still holds (so none expires in a later test)."""
+    client = store.client
+    start, end = store.keys.leases()
+    reply = await client.call(
+        client.kv.Range, rpc_pb2.RangeRequest(key=start, range_end=end), client.deadline()
+    )
+    for kv in reply.kvs:
+        lease = rpc_pb2.LeaseRevokeRequest(ID=kv.lease)
+        with contextlib.suppress(EtcdNotFound):
+            await client.call(client.lease.LeaseRevoke, lease, client.deadline())

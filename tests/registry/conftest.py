@@ -21,13 +21,14 @@ import grpc.aio
 import pytest
 from etcd.api.etcdserverpb import rpc_pb2
 
-from harness import Launcher, StartProcess, start_server
+from harness import EtcdCluster, Launcher, StartProcess, etcd_binary, start_server
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from registry.store import RegistryStore
 from registry.store.etcd import EtcdConfig, EtcdStore
 from services.runtime import ServerConfig
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests._etcd import EtcdCluster, ci, etcd_binary, revoke_everything
+from tests._support import ci
+from tests.registry._support import revoke_everything
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,10 @@ import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-from harness import Process, StartProcess
+from harness import ELECTION_TIMEOUT_S, EtcdCluster, Process, StartProcess
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests._etcd import ELECTION_TIMEOUT_S, EtcdCluster
 
 pytestmark = pytest.mark.e2e
 

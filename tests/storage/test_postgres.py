@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
-from harness import Launcher, StartProcess
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres
 from services.product import ProductStore
 from services.runtime import errors as e
 from services.runtime.storage import RequestKey
@@ -28,7 +28,6 @@ from switchboard.user.v1 import user_pb2, user_service_pb2_grpc
 from switchboard.user.v1 import user_service_pb2 as upb
 from tests._support import failure
 from tests.storage._backends import count, log, rows
-from tests.storage._postgres import PostgresServer, shared_postgres
 
 WAIT = 10.0
 """Bound on every single wait in these tests (seconds)."""

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
-from harness import Launcher, StartProcess
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres
 from services.runtime import ServerConfig, create_server
 from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
-from tests.storage._postgres import PostgresServer, shared_postgres
 
 if TYPE_CHECKING:
     from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
