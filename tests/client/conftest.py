@@ -12,9 +12,9 @@ import grpc
 import pytest
 
 from harness import Launcher, start_server
+from harness.fakes import FakeUsers, users_service
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from services.runtime import HealthServicer, ServerConfig
-from tests.client._fakes import FakeUsers, users_service
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
-from harness import Launcher, PostgresServer, StartProcess, shared_postgres
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres, start_server
 from services.product import PAGE_TOKEN_SECRET, ProductStore, product_service
-from services.runtime import ServerConfig, SwitchboardError, create_server
+from services.runtime import SwitchboardError
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
 
 if TYPE_CHECKING:
@@ -70,11 +70,10 @@ def sellers() -> FakeSellers:
 async def address(store: ProductStore, sellers: FakeSellers) -> AsyncIterator[str]:
     """``host:port`` of a started in-process product server (production ``create_server``)."""
     service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
-    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    yield f"127.0.0.1:{port}"
+    server = await start_server([service])
+    yield server.address
     store.end_watches()
-    await server.stop(None)
+    await server.stop()
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc.aio
 import pytest
 
-from harness import Launcher, PostgresServer, StartProcess, shared_postgres
-from services.runtime import ServerConfig, create_server
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres, start_server
 from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 
@@ -48,11 +47,10 @@ def store(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[UserStore]
 async def address(store: UserStore) -> AsyncIterator[str]:
     """``host:port`` of a started in-process user server (production ``create_server``)."""
     service = user_service(store, store.db.secret(PAGE_TOKEN_SECRET))
-    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    yield f"127.0.0.1:{port}"
+    server = await start_server([service])
+    yield server.address
     store.end_watches()
-    await server.stop(None)
+    await server.stop()
 
 
 @pytest.fixture

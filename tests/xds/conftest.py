@@ -9,10 +9,9 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
-from harness import Launcher
+from harness import Launcher, start_server
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from registry.xds import ControlPlane
-from services.runtime import ServerConfig, create_server
 from switchboard.registry.v1 import instance_pb2
 
 
@@ -54,10 +53,9 @@ async def make_xds_registry() -> AsyncIterator[MakeXdsRegistry]:
         await store.start()
         plane = ControlPlane(store)
         services = [registry_service(RegistryServicer(store, settings)), plane.service()]
-        server, port = create_server(services, ServerConfig(listen="127.0.0.1:0"))
-        await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        started.append(XdsRegistry(store, plane, server, channel, port))
+        server = await start_server(services)
+        channel = grpc.aio.insecure_channel(server.address)
+        started.append(XdsRegistry(store, plane, server.server, channel, server.port))
         return started[-1]
 
     yield make
