@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,35 +103,21 @@ def test_instances_shows_health_per_instance_with_the_registry_from_the_environm
     assert real[2] == platform.ports.address("user") and real[5] == "SERVING"
 
 
-def test_watch_prints_one_line_per_change_until_ctrl_c(platform: Platform, tmp_path: Path) -> None:
-    log = tmp_path / "watch.log"
+def test_watch_prints_one_line_per_change_until_ctrl_c(
+    platform: Platform, launcher: Launcher
+) -> None:
     registry = platform.ports.address("registry")
-    with log.open("w") as out:
-        watch = subprocess.Popen(
-            [SWITCHBOARD, "watch", "product", "--registry", registry],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    try:
-        wait_line(log, "SNAPSHOT product: 1 instance(s)")
-        lease = register(platform, "product", "product-extra", dead_port())
-        wait_line(log, "ADDED    product product-extra")
-        deregister(platform, lease)
-        wait_line(log, "REMOVED  product product-extra")
-        watch.send_signal(signal.SIGINT)
-        assert watch.wait(timeout=TIMEOUT_S) == 0, log.read_text()
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait(timeout=TIMEOUT_S)
-    lines = log.read_text().splitlines()
+    argv = [SWITCHBOARD, "watch", "product", "--registry", registry]
+    watch = launcher.run_sync("watch", argv, listening=False)  # killed at teardown
+    watch.wait_output_sync("SNAPSHOT product: 1 instance(s)", TIMEOUT_S)
+    lease = register(platform, "product", "product-extra", dead_port())
+    watch.wait_output_sync("ADDED    product product-extra", TIMEOUT_S)
+    deregister(platform, lease)
+    watch.wait_output_sync("REMOVED  product product-extra", TIMEOUT_S)
+    watch.signal(signal.SIGINT)
+    assert watch.wait_exit_sync(TIMEOUT_S) == 0, watch.log()
+    lines = watch.output().splitlines()
     assert len(lines) == 3 and all(line.startswith("rev ") for line in lines), lines
-
-
-def wait_line(log: Path, text: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while text not in log.read_text():
-        assert time.monotonic() < deadline, f"no {text!r}:\n{log.read_text()}"
-        time.sleep(0.02)
 
 
 def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path, launcher: Launcher) -> None:
