@@ -8,7 +8,8 @@ name none; generated code imports nothing hand-written. The test harness
 (``harness``: processes, in-process servers, the platform, etcd, PostgreSQL)
 may import all of those and is imported only by ``tests`` and ``bench``, which
 may import any layer; ``bench`` imports nothing of ``tests``, and no test module
-(``test_*.py``) is imported by anything: shared helpers live in support modules.
+(``test_*.py``) nor conftest is imported by anything: shared helpers live in support
+modules.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def test_bench_imports_no_test_code() -> None:
 
 
 def _is_test_module(name: str) -> bool:
-    return any(part.startswith("test_") for part in name.split("."))
+    """A test module (``test_*``) or a conftest: pytest's to load, nobody's to import."""
+    return any(part.startswith("test_") or part == "conftest" for part in name.split("."))
 
 
 def test_no_module_imports_a_test_module() -> None:
@@ -166,6 +168,12 @@ def test_no_module_imports_a_test_module() -> None:
         if _is_test_module(name) and not name.startswith(module)
     ]
     assert not broken, "move shared helpers into a support module:\n" + "\n".join(broken)
+
+
+def test_the_test_module_check_sees_a_conftest_import() -> None:
+    assert _is_test_module("tests.client.conftest")
+    assert _is_test_module("tests.user.test_process")
+    assert not _is_test_module("tests.client._support")
 
 
 def _service_patterns(name: str) -> re.Pattern[str]:

@@ -16,7 +16,7 @@ from services.runtime.client._discovery import RegistryConfig
 from services.runtime.client._retry import RetrySettings
 from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2
-from tests.client.conftest import Registry, StartUsers, wait_for
+from tests.client._support import Registry, StartUsers, wait_for
 
 RETRY = RetrySettings(max_attempts=5, initial_backoff_s=0.01, max_backoff_s=0.1, jitter_s=0.02)
 REQUEST = user_service_pb2.GetUserRequest(id="x")

@@ -13,7 +13,7 @@ from services.runtime.client._discovery import RegistryConfig
 from services.runtime.client._retry import RetrySettings
 from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2
-from tests.client.conftest import (
+from tests.client._support import (
     Instance,
     Registry,
     StartUsers,

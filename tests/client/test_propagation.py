@@ -14,7 +14,7 @@ from services.product.client import ProductClient
 from services.runtime import ServerConfig, errors, request_scope
 from services.runtime.client._client import Client, ClientConfig
 from services.user.client import UserClient
-from tests.client.conftest import Instance, LoopLag, StartUsers
+from tests.client._support import Instance, LoopLag, StartUsers
 
 
 @dataclass

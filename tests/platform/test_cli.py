@@ -104,11 +104,11 @@ def test_instances_shows_health_per_instance_with_the_registry_from_the_environm
 
 
 def test_watch_prints_one_line_per_change_until_ctrl_c(
-    platform: Platform, launcher: Launcher
+    platform: Platform, sync_launcher: Launcher
 ) -> None:
     registry = platform.ports.address("registry")
     argv = [SWITCHBOARD, "watch", "product", "--registry", registry]
-    watch = launcher.run_sync("watch", argv, listening=False)  # killed at teardown
+    watch = sync_launcher.run_sync("watch", argv, listening=False)  # killed at teardown
     watch.wait_output_sync("SNAPSHOT product: 1 instance(s)", TIMEOUT_S)
     lease = register(platform, "product", "product-extra", dead_port())
     watch.wait_output_sync("ADDED    product product-extra", TIMEOUT_S)
@@ -120,11 +120,11 @@ def test_watch_prints_one_line_per_change_until_ctrl_c(
     assert len(lines) == 3 and all(line.startswith("rev ") for line in lines), lines
 
 
-def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path, launcher: Launcher) -> None:
+def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path, sync_launcher: Launcher) -> None:
     ca, server, client = make_pki(tmp_path)
     port = free_port()
     tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
-    launcher.prepare("registry", *tls, "--tls-client-ca", str(ca.cert)).start_sync(port)
+    sync_launcher.prepare("registry", *tls, "--tls-client-ca", str(ca.cert)).start_sync(port)
     address = ("--registry", f"127.0.0.1:{port}")
     plaintext = switchboard("services", *address)
     assert plaintext.returncode == 1, "a TLS registry does not answer plaintext"
@@ -193,12 +193,14 @@ def test_xds_bootstrap_prints_the_file_grpc_reads(capsys: pytest.CaptureFixture[
     assert main(["xds-bootstrap", "--registry", "r:1", "--cert-file", "c.pem"], env={}) == 2
 
 
-def test_instances_checks_health_over_the_registrys_tls(tmp_path: Path, launcher: Launcher) -> None:
+def test_instances_checks_health_over_the_registrys_tls(
+    tmp_path: Path, sync_launcher: Launcher
+) -> None:
     """Instances of a TLS platform serve TLS: the health check dials them as the registry."""
     ca, server, _client = make_pki(tmp_path)
     port = free_port()
     tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
-    launcher.prepare("registry", *tls).start_sync(port)
+    sync_launcher.prepare("registry", *tls).start_sync(port)
     credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert.read_bytes())
     with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
         # The registry itself stands in for a TLS instance: it serves grpc.health.v1 too.

@@ -39,14 +39,14 @@ def time_wait_on(port: int) -> bool:
     return False
 
 
-def killed_server_port(launcher: Launcher) -> int | None:
+def killed_server_port(sync_launcher: Launcher) -> int | None:
     """Start a registry, call it, SIGKILL it; its port if a TIME_WAIT is left there, else None.
 
     The kernel closes a killed server's connections with FIN (leaving TIME_WAIT on the
     server's port), or with RST if unread bytes were still queued (leaving nothing).
     """
     port = free_port()
-    server = launcher.prepare("registry").start_sync(port)
+    server = sync_launcher.prepare("registry").start_sync(port)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         server.kill()
@@ -59,8 +59,8 @@ def killed_server_port(launcher: Launcher) -> int | None:
     return None
 
 
-def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(launcher: Launcher) -> None:
-    ports = (killed_server_port(launcher) for _ in range(_ATTEMPTS))
+def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(sync_launcher: Launcher) -> None:
+    ports = (killed_server_port(sync_launcher) for _ in range(_ATTEMPTS))
     port = next((p for p in ports if p is not None), None)
     assert port is not None, f"no TIME_WAIT after {_ATTEMPTS} killed servers"
 
@@ -70,7 +70,7 @@ def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(launcher: Launcher
 
     assert port_is_free("127.0.0.1", port) is None
     assert busy_ports("127.0.0.1", {"registry": port}) == []
-    launcher.prepare("registry").start_sync(port)  # gRPC binds it, too
+    sync_launcher.prepare("registry").start_sync(port)  # gRPC binds it, too
 
 
 def test_a_listening_port_is_busy_and_named() -> None:

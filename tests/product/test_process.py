@@ -18,7 +18,7 @@ from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
-from tests.product.conftest import WAIT, new_product, reserve
+from tests.product._support import WAIT, new_product, reserve
 
 pytestmark = pytest.mark.e2e
 

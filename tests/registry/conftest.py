@@ -9,17 +9,13 @@ revoked at teardown so no later test sees their expiry bump etcd's revision.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import grpc.aio
 import pytest
-from etcd.api.etcdserverpb import rpc_pb2
 
 from harness import EtcdCluster, Launcher, StartProcess, etcd_binary, start_server
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
@@ -28,7 +24,7 @@ from registry.store.etcd import EtcdConfig, EtcdStore
 from services.runtime import ServerConfig
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests._support import ci
-from tests.registry._support import revoke_everything
+from tests.registry._support import MakeRegistry, Registry
 
 
 @pytest.fixture(scope="session")
@@ -59,44 +55,6 @@ def open_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[...,
         return EtcdStore(config, settings.limits)
 
     return open_
-
-
-@dataclass
-class Registry:
-    """A started in-process registry and a client for it."""
-
-    stub: rs_grpc.RegistryServiceAsyncStub
-    store: RegistryStore
-    server: grpc.aio.Server
-    channel: grpc.aio.Channel
-    port: int
-    settings: RegistrySettings
-
-    @property
-    def on_etcd(self) -> bool:
-        return isinstance(self.store, EtcdStore)
-
-    def granted(self, ttl_s: float) -> float:
-        """The TTL the store grants for ``ttl_s`` (etcd: whole seconds)."""
-        return float(-(-ttl_s // 1)) if self.on_etcd else ttl_s
-
-    async def forget_history(self, before: int) -> None:
-        """Make revisions before ``before`` unreplayable (etcd: compact; memory: its
-        ``history`` limit already does)."""
-        if isinstance(self.store, EtcdStore):
-            client = self.store.client
-            request = rpc_pb2.CompactionRequest(revision=before, physical=True)
-            await client.call(client.kv.Compact, request, client.deadline())
-
-    async def close(self) -> None:
-        await self.channel.close()
-        if isinstance(self.store, EtcdStore) and not self.store.closed:
-            await revoke_everything(self.store)
-        await self.store.close()
-        await self.server.stop(None)
-
-
-MakeRegistry = Callable[..., Awaitable[Registry]]
 
 
 @pytest.fixture
@@ -132,17 +90,7 @@ async def registry(make_registry: MakeRegistry) -> Registry:
     return await make_registry()
 
 
-async def eventually(predicate: Callable[[], bool], limit_s: float = 3.0) -> None:
-    """Wait (bounded) until ``predicate()`` holds, for state with no event to await."""
-    for _ in range(int(limit_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {limit_s}s")
-
-
 @pytest.fixture
-async def start_registry_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
+def start_registry_process(launcher: Launcher) -> StartProcess:
     """Start ``python -m registry --listen 127.0.0.1:0 <args>``; killed at teardown."""
-    async with Launcher(tmp_path) as launch:
-        yield functools.partial(launch.start, "registry")
+    return functools.partial(launcher.start, "registry")

@@ -10,9 +10,7 @@ import pytest
 from harness import start_server
 from services.runtime import HealthServicer, ServerConfig, set_health_status
 from services.runtime.server._build import SERVING
-from tests.runtime._support import build_service
-
-MAX_RECEIVE = 64 * 1024
+from tests.runtime._support import MAX_RECEIVE, build_service
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc.aio
 import pytest
@@ -209,9 +208,8 @@ async def test_killed_and_restarted_postgres_costs_unavailable_and_no_acknowledg
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
-    async with Launcher(tmp_path) as launch:
-        yield launch.start
+def start_process(launcher: Launcher) -> StartProcess:
+    return launcher.start
 
 
 async def test_two_product_processes_on_one_database_share_stock_and_request_ids(

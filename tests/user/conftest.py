@@ -3,23 +3,19 @@ database), served in-process on port 0 by the real factory."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc.aio
 import pytest
 
 from harness import Launcher, PostgresServer, StartProcess, shared_postgres, start_server
 from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
-from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
+from switchboard.user.v1 import user_service_pb2_grpc
 
 if TYPE_CHECKING:
     from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
-
-WAIT = 5.0
-"""Bound on every single call or wait in these tests (seconds)."""
 
 
 @pytest.fixture
@@ -60,24 +56,5 @@ async def stub(address: str) -> AsyncIterator[UserServiceAsyncStub]:
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
-    async with Launcher(tmp_path) as launch:
-        yield launch.start
-
-
-async def read_event(watch: Any) -> user_service_pb2.WatchUsersResponse:
-    """The next message of a WatchUsers stream (bounded wait)."""
-    response = await asyncio.wait_for(watch.read(), WAIT)
-    assert isinstance(response, user_service_pb2.WatchUsersResponse), response
-    return response
-
-
-def new_user(email: str = "ada@example.com", name: str = "Ada Lovelace") -> user_pb2.User:
-    return user_pb2.User(email=email, display_name=name)
-
-
-async def create(
-    stub: UserServiceAsyncStub, email: str = "ada@example.com", request_id: str = ""
-) -> user_pb2.User:
-    request = user_service_pb2.CreateUserRequest(user=new_user(email), request_id=request_id)
-    return (await stub.CreateUser(request, timeout=WAIT)).user
+def start_process(launcher: Launcher) -> StartProcess:
+    return launcher.start

@@ -16,7 +16,7 @@ from services.runtime import errors as e
 from switchboard.user.v1 import user_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2_grpc
 from tests._support import failure
-from tests.user.conftest import WAIT, create, read_event
+from tests.user._support import WAIT, create, read_event
 
 pytestmark = pytest.mark.e2e
 
