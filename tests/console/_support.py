@@ -1,6 +1,6 @@
 """The console tests' harness: real processes, and headless Chromium driven by Playwright.
 
-:func:`start_platform` starts a registry (HTTP side port on a free port), one
+:func:`start_stack` starts a registry (HTTP side port on a free port), one
 user and one product instance through the reliability tests' ``Launcher``.
 
 Playwright's own browser download does not work here (and is never needed):
@@ -37,7 +37,7 @@ __all__ = [
     "instance_id",
     "registered_id",
     "require_chromium",
-    "start_platform",
+    "start_stack",
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -113,7 +113,7 @@ async def registered_id(proc: Process, timeout_s: float = 10.0) -> str:
     return instance_id(proc)
 
 
-async def start_platform(launch: Launcher, data: Path, *registry_args: str) -> list[Process]:
+async def start_stack(launch: Launcher, data: Path, *registry_args: str) -> list[Process]:
     """A registry (its HTTP side port on a free port), one user and one product instance.
 
     ``registry_args`` go to the registry; with ``--token T`` the services get the token too.

@@ -41,8 +41,8 @@ from services.runtime import Client, ClientConfig, RegistryConfig
 from services.runtime import RetrySettings as Retry
 from services.user.client import UserClient
 from tests.reliability._support.load import Load, LoadStats
-from tests.reliability._support.platform import Platform, start_platform
 from tests.reliability._support.proxy import FaultProxy
+from tests.reliability._support.stack import Stack, start_stack
 
 __all__ = ["main"]
 
@@ -66,7 +66,7 @@ class Usage:
 class Soak:
     """A running soak: the platform, the client, the faults and the measurements."""
 
-    platform: Platform
+    platform: Stack
     proxy: FaultProxy
     load: Load
     faults: Counter[str] = field(default_factory=Counter)
@@ -250,7 +250,7 @@ async def soak(seconds: float, interval_s: float, workdir: Path) -> bool:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     until = time.monotonic() + seconds
     async with Launcher(workdir) as launcher:
-        platform = await start_platform(launcher, workdir, users=3, product=True, ttl_s=TTL_S)
+        platform = await start_stack(launcher, workdir, users=3, product=True, ttl_s=TTL_S)
         proxy = FaultProxy("127.0.0.1", platform.registry.port)
         await proxy.start()
         config = ClientConfig(

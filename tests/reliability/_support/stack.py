@@ -1,4 +1,6 @@
-"""The whole platform as real processes: a registry, user instances and a product service.
+"""A stack of real processes started one by one (not by the supervisor, see
+``harness.running_platform`` for that): a registry, user instances and a product
+service, each reachable for fault injection.
 
 Every user instance shares one data dir (SQLite WAL serves several processes),
 so any instance can answer for any user, as in a real deployment.
@@ -6,7 +8,7 @@ so any instance can answer for any user, as in a real deployment.
 Example::
 
     async with Launcher(tmp_path) as launch:
-        platform = await start_platform(launch, tmp_path, users=3, product=True)
+        platform = await start_stack(launch, tmp_path, users=3, product=True)
         async with platform.client() as client:
             users = await UserClient.connect(client)
 """
@@ -26,13 +28,13 @@ from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests.reliability._support.waits import eventually
 
-__all__ = ["Platform", "health_status", "resolve", "start_platform"]
+__all__ = ["Stack", "health_status", "resolve", "start_stack"]
 
 WAIT_S = 10.0
 
 
 @dataclass
-class Platform:
+class Stack:
     """Started processes and where their data lives."""
 
     launcher: Launcher
@@ -69,7 +71,7 @@ class Platform:
         return Client(config)
 
 
-async def start_platform(
+async def start_stack(
     launcher: Launcher,
     data: Path,
     *,
@@ -77,10 +79,10 @@ async def start_platform(
     product: bool = False,
     ttl_s: float = 3.0,
     registry_args: tuple[str, ...] = (),
-) -> Platform:
+) -> Stack:
     """Start a registry, ``users`` user instances and (optionally) a product service."""
     registry = await launcher.start("registry", *registry_args)
-    platform = Platform(launcher, data, registry, ttl_s)
+    platform = Stack(launcher, data, registry, ttl_s)
     for _ in range(users):
         await platform.add_user()
     if product:
