@@ -1,7 +1,7 @@
 """The console tests' harness: real processes, and headless Chromium driven by Playwright.
 
 :func:`start_stack` starts a registry (HTTP side port on a free port), one
-user and one product instance through the reliability tests' ``Launcher``.
+user and one product instance through ``harness.Launcher``.
 
 Playwright's own browser download does not work here (and is never needed):
 ``make tools-chromium`` installs Debian's pinned ``chromium``, and
