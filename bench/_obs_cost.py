@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -37,8 +36,7 @@ from typing import IO
 import grpc
 import grpc.aio
 
-from bench._config import REPO
-from bench._procs import read_cpu_ticks
+from harness import REPO, Launcher, Process, read_cpu_ticks
 from services.runtime import tracing
 from services.runtime.logs import ACCESS_LOG
 from services.runtime.server._observe import MethodObserver
@@ -47,7 +45,6 @@ from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grp
 __all__ = ["CONFIGS", "main"]
 
 _TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
-_LISTENING = re.compile(rb"user listening on \S+:(\d+)")
 _IN_FLIGHT = 16
 _OFF = ("--http-listen", "off", "--access-log", "errors")
 
@@ -72,31 +69,9 @@ CONFIGS = (
 )
 
 
-async def _start(config: Config, workdir: Path) -> tuple[asyncio.subprocess.Process, int]:
-    log = workdir / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OTEL_"))}
-    env.update(config.env)
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "services.user", "--listen", "127.0.0.1:0", "--data-dir", str(workdir)),
-            *config.args,
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        match = _LISTENING.search(log.read_bytes())
-        if match:
-            return process, int(match[1])
-        if process.returncode is not None:
-            break
-        await asyncio.sleep(0.05)  # a log file sends no event
-    if process.returncode is None:
-        process.kill()
-    raise RuntimeError(f"user did not start:\n{log.read_text()[-2000:]}")
+async def _start(config: Config, launcher: Launcher, workdir: Path) -> Process:
+    args = ("--data-dir", str(workdir), *config.args)
+    return await launcher.start("services.user", *args, env=dict(config.env))
 
 
 async def _drive(channel: grpc.aio.Channel, user_id: str, calls: int) -> None:
@@ -116,9 +91,10 @@ async def _drive(channel: grpc.aio.Channel, user_id: str, calls: int) -> None:
 async def measure(config: Config, calls: int, warmup: int) -> float:
     """Server CPU µs per GetUser under ``config``."""
     with tempfile.TemporaryDirectory(prefix="obs-cost-") as tmp:
-        process, port = await _start(config, Path(tmp))
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # The server must not trace or export because of the caller's OTEL_* settings.
+        async with Launcher(Path(tmp), drop=["OTEL_"]) as launcher:
+            process = await _start(config, launcher, Path(tmp))
+            async with grpc.aio.insecure_channel(process.address) as channel:
                 stub = user_service_pb2_grpc.UserServiceStub(channel)
                 user = user_pb2.User(email="bench@example.com", display_name="Bench")
                 created = await stub.CreateUser(user_service_pb2.CreateUserRequest(user=user))
@@ -126,9 +102,7 @@ async def measure(config: Config, calls: int, warmup: int) -> float:
                 before = read_cpu_ticks(process.pid)
                 await _drive(channel, created.user.id, calls)
                 used = read_cpu_ticks(process.pid) - before
-        finally:
-            process.terminate()
-            await process.wait()
+            await process.stop()
     return used * _TICK_US / calls
 
 

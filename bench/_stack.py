@@ -176,7 +176,7 @@ async def start_etcd(stack: Stack, name: str = "etcd") -> Proc | None:
     argv = etcd_argv(binary, data / "member", client_port, free_port())
     proc = await stack.procs.start(name, argv, env=server_env(), listening=False)
     stack.procs.on_stop(proc, lambda: _remove_tree(data))
-    await proc.wait_log(ETCD_READY)
+    await proc.wait_output(ETCD_READY)
     proc.address = f"127.0.0.1:{client_port}"
     return await _idle(stack, name, proc)
 

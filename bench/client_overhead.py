@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from services.runtime import ServerConfig, create_server
+from harness import start_server
+from harness.fakes import FakeUsers, users_service
 from services.runtime.client._client import Client, ClientConfig
 from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
-from tests.client._fakes import FakeUsers, users_service
 
 
 async def _run(
@@ -39,9 +39,8 @@ async def _run(
 
 
 async def main(calls: int, concurrency: int, rounds: int) -> None:
-    server, port = create_server([users_service(FakeUsers())], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    address = f"127.0.0.1:{port}"
+    server = await start_server([users_service(FakeUsers())])
+    address = server.address
     channel = grpc.aio.insecure_channel(address)
     stub = user_service_pb2_grpc.UserServiceStub(channel)
     client = Client(ClientConfig(static={"user": (address,)}))
@@ -71,7 +70,7 @@ async def main(calls: int, concurrency: int, rounds: int) -> None:
     )
     await client.close()
     await channel.close()
-    await server.stop(None)
+    await server.stop()
 
 
 if __name__ == "__main__":

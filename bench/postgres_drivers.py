@@ -33,7 +33,7 @@ import asyncpg  # type: ignore[import-untyped]
 import psycopg
 import psycopg_pool
 
-from tests.storage._postgres import PostgresServer
+from harness import PostgresServer
 
 __all__ = ["main"]
 

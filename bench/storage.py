@@ -31,9 +31,9 @@ from pathlib import Path
 import grpc.aio
 
 from bench._procs import Procs, plan_cpus
+from harness import PostgresServer
 from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
-from tests.storage._postgres import PostgresServer
 
 __all__ = ["main"]
 

@@ -4,9 +4,12 @@ Layers (see ARCHITECTURE.md, "Layers"): generated code (``switchboard`` and the
 vendored third-party APIs) <- ``services.runtime`` <- ``services.platform``,
 ``registry`` and every service package ``services.<name>``. A service never
 imports another service; the runtime and the platform import no service and
-name none; generated code imports nothing hand-written. ``bench`` and
-``tests`` may import any layer, but no test module (``test_*.py``) is imported
-by anything: shared helpers live in support modules.
+name none; generated code imports nothing hand-written. The test harness
+(``harness``: processes, in-process servers, the platform, etcd, PostgreSQL)
+may import all of those and is imported only by ``tests`` and ``bench``, which
+may import any layer; ``bench`` imports nothing of ``tests``, and no test module
+(``test_*.py``) nor conftest is imported by anything: shared helpers live in support
+modules.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ SERVICES = sorted(
 def _allowed() -> dict[str, set[str]]:
     """Which layers each layer may import (a layer may always import itself)."""
     base = {"services.runtime", *GENERATED_TOPS}
+    services = {f"services.{name}" for name in SERVICES}
     rules: dict[str, set[str]] = {
+        "harness": {*base, "registry", "services.platform", *services},
         "services.runtime": set(GENERATED_TOPS),
         "services.platform": base,
         "registry": base,
@@ -48,7 +53,7 @@ def _allowed() -> dict[str, set[str]]:
 
 
 ALLOWED = _allowed()
-OURS = frozenset({"services", "registry", "bench", "tests", *GENERATED_TOPS})
+OURS = frozenset({"services", "registry", "harness", "bench", "tests", *GENERATED_TOPS})
 
 
 @pytest.mark.parametrize(
@@ -114,7 +119,10 @@ def _modules(*roots: Path) -> list[tuple[str, Path]]:
 
 def _layered_modules() -> list[tuple[str, Path]]:
     return _modules(
-        ROOT / "services", ROOT / "registry", *(GENERATED / top for top in GENERATED_TOPS)
+        ROOT / "services",
+        ROOT / "registry",
+        ROOT / "harness",
+        *(GENERATED / top for top in GENERATED_TOPS),
     )
 
 
@@ -136,8 +144,20 @@ def test_dependencies_point_one_way() -> None:
     assert not broken, "layers broken (see ARCHITECTURE.md):\n" + "\n".join(sorted(broken))
 
 
+def test_bench_imports_no_test_code() -> None:
+    """What the bench shares with the tests lives in the harness, not in tests/."""
+    broken = [
+        f"{module} imports {name}"
+        for module, path in _modules(ROOT / "bench")
+        for name in _imports(module, path)
+        if name.split(".")[0] == "tests"
+    ]
+    assert not broken, "move it into harness/ (see ARCHITECTURE.md):\n" + "\n".join(broken)
+
+
 def _is_test_module(name: str) -> bool:
-    return any(part.startswith("test_") for part in name.split("."))
+    """A test module (``test_*``) or a conftest: pytest's to load, nobody's to import."""
+    return any(part.startswith("test_") or part == "conftest" for part in name.split("."))
 
 
 def test_no_module_imports_a_test_module() -> None:
@@ -148,6 +168,12 @@ def test_no_module_imports_a_test_module() -> None:
         if _is_test_module(name) and not name.startswith(module)
     ]
     assert not broken, "move shared helpers into a support module:\n" + "\n".join(broken)
+
+
+def test_the_test_module_check_sees_a_conftest_import() -> None:
+    assert _is_test_module("tests.client.conftest")
+    assert _is_test_module("tests.user.test_process")
+    assert not _is_test_module("tests.client._support")
 
 
 def _service_patterns(name: str) -> re.Pattern[str]:
@@ -181,6 +207,18 @@ def test_the_layer_check_sees_a_violation(tmp_path: Path) -> None:
     names = _imports("services.user._bad", bad)
     assert "services.product" in names and "services.product.client" in names
     assert _layer_of("services.product._store") not in ALLOWED["services.user"]
+
+
+def test_only_tests_and_bench_use_the_harness(tmp_path: Path) -> None:
+    """The harness is a layer of its own: no shipped code imports it, it imports no test."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from harness import Launcher\nfrom tests._support import failure\n")
+    names = _imports("services.runtime._bad", bad)
+    assert not _may_import("services.runtime", "harness.Launcher")
+    assert not _may_import("registry", "harness")
+    assert not _may_import("harness", "tests._support.failure")
+    assert not _may_import("harness", "bench._procs")
+    assert {"harness", "tests._support"} <= names
 
 
 def test_the_naming_check_sees_a_service() -> None:

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from harness import REPO
 from services.runtime import ServerConfig
-from tests.reliability._support.procs import REPO
 
 __all__ = ["ALL_SCOPES", "AUDIENCE", "EXAMPLE_POLICY", "ISSUER", "Keys", "bearer"]
 

@@ -16,7 +16,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from services.runtime import Client, ClientConfig, ServerConfig, create_server
+from harness import start_server
+from services.runtime import Client, ClientConfig, ServerConfig
 from services.runtime.errors import NotFound, PermissionDenied, from_rpc_error
 from services.user import PAGE_TOKEN_SECRET, SqliteUserStore, user_service
 from services.user.client import UserClient
@@ -45,11 +46,10 @@ async def address(tmp_path: Path, pki: Pki, store: SqliteUserStore) -> AsyncIter
     config: ServerConfig = keys.server_config(
         tls_cert=pki.server.cert, tls_key=pki.server.key, tls_client_ca=pki.ca.cert
     )
-    server, port = create_server([user_service(store, store.db.secret(PAGE_TOKEN_SECRET))], config)
-    await server.start()
-    yield f"127.0.0.1:{port}"
+    server = await start_server([user_service(store, store.db.secret(PAGE_TOKEN_SECRET))], config)
+    yield server.address
     store.end_watches()
-    await server.stop(None)
+    await server.stop()
 
 
 async def call(

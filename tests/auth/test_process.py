@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO, Launcher
 from services.product.client import ProductClient
 from services.runtime import Client, ClientConfig, RegistryConfig
 from services.runtime.auth import dev_auth
@@ -24,7 +25,6 @@ from services.runtime.errors import NotFound, PermissionDenied, Unauthenticated
 from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 from tests.auth._support import EXAMPLE_POLICY
-from tests.reliability._support.procs import REPO, Launcher
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e

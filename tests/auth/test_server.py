@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped, unused-ign
     reflection_pb2_grpc,
 )
 
+from harness import start_server
 from services.runtime import Client, ClientConfig, ServerConfig, create_server, request_scope
 from services.runtime.auth import Claims, Principal
 from services.runtime.auth._identity import bind_principal
@@ -55,10 +56,9 @@ async def serve(
     store: SqliteUserStore, servers: list[grpc.aio.Server], config: ServerConfig
 ) -> str:
     service = user_service(store, store.db.secret(PAGE_TOKEN_SECRET))
-    server, port = create_server([service], config)
-    await server.start()
-    servers.append(server)
-    return f"127.0.0.1:{port}"
+    server = await start_server([service], config)
+    servers.append(server.server)
+    return server.address
 
 
 def policy_with(tmp_path: Path, reflection: str) -> Path:

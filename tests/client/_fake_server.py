@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from harness.fakes import FakeUsers, users_service
 from services.runtime import ServerConfig, add_server_arguments, run_main, serve
 from services.runtime.agent import RegistrationAgent
 from services.runtime.client._discovery import RegistryConfig, add_registry_arguments
-from tests.client._fakes import FakeUsers, users_service
 
 log = logging.getLogger("fake_server")
 

@@ -13,7 +13,7 @@ from registry import RegistrySettings
 from services.runtime.agent import RegistrationAgent, default_instance_id
 from services.runtime.client._discovery import RegistryConfig
 from switchboard.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
-from tests.client.conftest import Registry, StartUsers, wait_for
+from tests.client._support import Registry, StartUsers, wait_for
 
 MakeAgent = Callable[..., RegistrationAgent]
 

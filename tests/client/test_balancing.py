@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
 
+from harness import Launcher
 from services.runtime.client._channel import ChannelHolder
 from services.runtime.client._client import Client, ClientConfig, Connection
 from services.runtime.client._discovery import RegistryConfig
 from services.runtime.client._retry import RetrySettings
 from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2
-from tests.client.conftest import Registry, StartUsers, spawn, stop_process, wait_for
+from tests.client._support import Registry, StartUsers, wait_for
 
 RETRY = RetrySettings(max_attempts=5, initial_backoff_s=0.01, max_backoff_s=0.1, jitter_s=0.02)
 REQUEST = user_service_pb2.GetUserRequest(id="x")
@@ -73,10 +73,12 @@ async def test_calls_spread_and_survive_a_stopped_instance(start_users: StartUse
 
 
 @pytest.mark.e2e
-async def test_sigkilled_instance_under_load_loses_no_call(registry: Registry) -> None:
-    args = ("--listen", "127.0.0.1:0", "--registry", registry.address, "--registry-ttl-s", "3")
+async def test_sigkilled_instance_under_load_loses_no_call(
+    registry: Registry, launcher: Launcher
+) -> None:
+    args = ("--registry", registry.address, "--registry-ttl-s", "3")
     processes = await asyncio.gather(
-        *(spawn("tests.client._fake_server", "--name", name, *args) for name in "abc")
+        *(launcher.start("tests.client._fake_server", "--name", name, *args) for name in "abc")
     )
     config = ClientConfig(registry=RegistryConfig(addresses=(registry.address,)), retry=RETRY)
     try:
@@ -85,12 +87,12 @@ async def test_sigkilled_instance_under_load_loses_no_call(registry: Registry) -
             await wait_for(lambda: len(conn.addresses) == 3, timeout_s=10)
 
             async def kill_c() -> None:
-                processes[2].proc.send_signal(signal.SIGKILL)
+                processes[2].kill()
 
             served, failures = await _load(conn, 1200, workers=32, at_fraction=0.5, event=kill_c)
     finally:
         for process in processes:
-            await stop_process(process)
+            process.kill()
     assert failures == []
     assert set(served) == {"a", "b", "c"}
     assert min(served.values()) >= 100, served

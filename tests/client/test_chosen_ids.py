@@ -12,19 +12,16 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 
+from harness import start_server
 from services.product import PAGE_TOKEN_SECRET as PRODUCT_SECRET
 from services.product import SqliteProductStore, product_service
 from services.product.client import ProductClient
 from services.runtime import (
     Client,
     ClientConfig,
-    ServerConfig,
-    Service,
     SyncClient,
-    create_server,
     errors,
 )
 from services.user import PAGE_TOKEN_SECRET as USER_SECRET
@@ -44,23 +41,17 @@ class _Sellers:
         return True
 
 
-async def _serve(service: Service) -> tuple[grpc.aio.Server, str]:
-    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    return server, f"127.0.0.1:{port}"
-
-
 @pytest.fixture
 async def addresses(tmp_path: Path) -> AsyncIterator[dict[str, tuple[str]]]:
     """A started user and product service, by registry name."""
     users = SqliteUserStore.open(tmp_path)
     products = SqliteProductStore.open(tmp_path)
-    user_server, user_address = await _serve(user_service(users, users.db.secret(USER_SECRET)))
+    user_server = await start_server([user_service(users, users.db.secret(USER_SECRET))])
     secret = products.db.secret(PRODUCT_SECRET)
-    product_server, product_address = await _serve(product_service(products, _Sellers(), secret))
-    yield {"user": (user_address,), "product": (product_address,)}
-    await user_server.stop(None)
-    await product_server.stop(None)
+    product_server = await start_server([product_service(products, _Sellers(), secret)])
+    yield {"user": (user_server.address,), "product": (product_server.address,)}
+    await user_server.stop()
+    await product_server.stop()
     users.close()
     products.close()
 

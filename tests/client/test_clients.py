@@ -20,7 +20,7 @@ from services.runtime.client._discovery import (
 from services.runtime.client._sync import SyncClient
 from services.runtime.client._typed import RegistryClient
 from services.user.client import UserClient
-from tests.client.conftest import Instance, Registry, StartUsers
+from tests.client._support import Instance, Registry, StartUsers
 
 
 @pytest.fixture

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from harness import Launcher
 from services.runtime.agent import RegistrationAgent
 from services.runtime.client._client import DEFAULT_CHANNEL_OPTIONS, Client, ClientConfig
 from services.runtime.client._discovery import RegistryConfig
 from services.runtime.client._retry import RetrySettings
 from services.user.client import GET_USER
 from switchboard.user.v1 import user_service_pb2
-from tests.client.conftest import (
+from tests.client._support import (
     Instance,
     Registry,
     StartUsers,
-    spawn,
-    stop_process,
     wait_for,
 )
 
@@ -138,25 +136,22 @@ async def test_an_unreachable_registry_is_named_with_the_refusal(registry: Regis
 
 @pytest.mark.e2e
 async def test_registry_process_killed_and_restarted(
-    start_users: StartUsers, agents: list[RegistrationAgent]
+    start_users: StartUsers, agents: list[RegistrationAgent], launcher: Launcher
 ) -> None:
-    first = await spawn("registry", "--listen", "127.0.0.1:0")
-    registry = Registry(port=first.port)  # only its address is used here
+    process = await launcher.start("registry")
+    registry = Registry(port=process.port)  # only its address is used here
     try:
         a = await start_users("a")
         await register(agents, registry, a)
         async with Client(client_config(registry)) as client:
             conn = await client.connect("user")
-            first.proc.send_signal(signal.SIGKILL)
-            await first.proc.wait()
+            process.kill()
+            await process.wait_exit()
             for _ in range(20):
                 assert (await conn.call(GET_USER, REQUEST)).user.id == "a"  # from the cache
-            second = await spawn("registry", "--listen", registry.address)
-            try:
-                b = await start_users("b")
-                await register(agents, registry, b)
-                await wait_for(lambda: len(conn.addresses) == 2, timeout_s=10)
-            finally:
-                await stop_process(second)
+            await process.restart()  # on the same port
+            b = await start_users("b")
+            await register(agents, registry, b)
+            await wait_for(lambda: len(conn.addresses) == 2, timeout_s=10)
     finally:
-        await stop_process(first)
+        process.kill()

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness import start_server
+from harness.fakes import FakeProducts, products_service
 from services.product.client import ProductClient
-from services.runtime import ServerConfig, create_server, errors, request_scope
+from services.runtime import ServerConfig, errors, request_scope
 from services.runtime.client._client import Client, ClientConfig
 from services.user.client import UserClient
-from tests.client._fakes import FakeProducts, products_service
-from tests.client.conftest import Instance, LoopLag, StartUsers
+from tests.client._support import Instance, LoopLag, StartUsers
 
 
 @dataclass
@@ -28,15 +29,13 @@ async def hops(start_users: StartUsers) -> AsyncIterator[Hops]:
     users = await start_users("downstream")
     async with Client(ClientConfig(static={"user": (users.address,)})) as inner:
         products = FakeProducts(await UserClient.connect(inner))
-        config = ServerConfig(listen="127.0.0.1:0", grace_s=0)
-        server, port = create_server([products_service(products)], config)
-        await server.start()
-        outer = Client(ClientConfig(static={"product": (f"127.0.0.1:{port}",)}))
+        server = await start_server([products_service(products)], ServerConfig(grace_s=0))
+        outer = Client(ClientConfig(static={"product": (server.address,)}))
         try:
             yield Hops(users, products, await ProductClient.connect(outer))
         finally:
             await outer.close()
-            await server.stop(None)
+            await server.stop()
 
 
 async def test_deadline_shrinks_along_the_way(hops: Hops) -> None:

@@ -23,7 +23,7 @@ from services.runtime.client._retry import (
 )
 from services.user.client import CREATE_USER, GET_USER, UserClient
 from switchboard.user.v1 import user_pb2, user_service_pb2
-from tests.client.conftest import Instance, LoopLag, StartUsers
+from tests.client._support import Instance, LoopLag, StartUsers
 
 FAST = RetrySettings(max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05, jitter_s=0.01)
 

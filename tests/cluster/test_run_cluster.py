@@ -14,16 +14,15 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness import REPO, Launcher, Platform, free_port, platform_ports, start_platform
 from services.runtime import Client, ClientConfig, RegistryClient, SwitchboardError
 from services.user.client import UserClient
-from tests.platform._platform import REPO, SWITCHBOARD, Platform, free_port, free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -54,28 +53,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     data = workdir / "data"
     data.mkdir()
     path = moved_cluster_file(workdir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env |= {"AUTH": "1", "TLS": "1", "DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
-    log = workdir / "cluster.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [SWITCHBOARD, "run", "--file", str(path)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    env = {"AUTH": "1", "TLS": "1"}
+    with Launcher(workdir) as launcher:
+        args = ("--file", str(path))  # its ports are free already: no *_PORT overrides
+        platform = start_platform(
+            launcher, data, platform_ports(), env, args=args, override_ports=False
         )
-    platform = Platform(proc, log, free_ports(), data)
-    try:
-        platform.wait_for("switchboard is up", UP_TIMEOUT_S)
-        yield platform
-    finally:
-        platform.proc.send_signal(signal.SIGTERM)
         try:
-            platform.wait_exit(60)
+            platform.wait_for("switchboard is up", UP_TIMEOUT_S)
+            yield platform
         finally:
-            platform.kill_all()
+            platform.stop(60)
 
 
 def client_env(platform: Platform, **extra: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The console tests' harness: real processes, and headless Chromium driven by Playwright.
 
-:func:`start_platform` starts a registry (HTTP side port on a free port), one
-user and one product instance through the reliability tests' ``Launcher``.
+:func:`start_stack` starts a registry (HTTP side port on a free port), one
+user and one product instance through ``harness.Launcher``.
 
 Playwright's own browser download does not work here (and is never needed):
 ``make tools-chromium`` installs Debian's pinned ``chromium``, and
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Dialog, Page, async_playwright
 
-from tests.reliability._support.procs import REPO, Launcher, Proc
+from harness import REPO, Launcher, Process
 from tests.reliability._support.waits import eventually
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "instance_id",
     "registered_id",
     "require_chromium",
-    "start_platform",
+    "start_stack",
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,20 +100,20 @@ async def browser_page(
             await context.close()
 
 
-def instance_id(proc: Proc) -> str:
+def instance_id(proc: Process) -> str:
     """The instance id a service process registered under (from its agent's log line)."""
     found = _REGISTERED.findall(proc.log())
     assert found, f"{proc.module} did not register:\n{proc.log()[-2000:]}"
     return str(found[-1][1])
 
 
-async def registered_id(proc: Proc, timeout_s: float = 10.0) -> str:
+async def registered_id(proc: Process, timeout_s: float = 10.0) -> str:
     """The instance id once the process's agent has registered (bounded wait)."""
     await eventually(lambda: _REGISTERED.search(proc.log()) is not None, timeout_s, "registered")
     return instance_id(proc)
 
 
-async def start_platform(launch: Launcher, data: Path, *registry_args: str) -> list[Proc]:
+async def start_stack(launch: Launcher, data: Path, *registry_args: str) -> list[Process]:
     """A registry (its HTTP side port on a free port), one user and one product instance.
 
     ``registry_args`` go to the registry; with ``--token T`` the services get the token too.

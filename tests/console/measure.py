@@ -20,12 +20,12 @@ import aiohttp
 import grpc.aio
 from google.protobuf import duration_pb2
 
+from harness import Launcher
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests.console._support import browser_page
 from tests.observability._support import http_address
-from tests.reliability._support.procs import Launcher
 
 SERVICES = 10
 PER_SERVICE = 100

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
-from tests.console._support import browser_page, registered_id, start_platform
+from harness import Launcher
+from tests.console._support import browser_page, registered_id, start_stack
 from tests.observability._support import http_address
-from tests.reliability._support.procs import Launcher
 
 
 async def screenshot(out: Path) -> None:
@@ -26,7 +26,7 @@ async def screenshot(out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="console-shot-") as tmp:
         work = Path(tmp)
         async with Launcher(work) as launch:
-            registry, _user, _product = await start_platform(launch, work)
+            registry, _user, _product = await start_stack(launch, work)
             extra = await launch.start(
                 "services.user",
                 *("--data-dir", str(work / "u2"), "--registry", registry.address),

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
+from harness import Launcher
 from tests.console._support import (
     ARTIFACTS,
     browser_page,
     instance_id,
     registered_id,
-    start_platform,
+    start_stack,
 )
 from tests.observability._support import get_json, http_address
-from tests.reliability._support.procs import Launcher
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def _only_unauthorized(errors: list[str]) -> bool:
 async def test_live_page_follows_instances_as_they_come_and_expire(
     launcher: Launcher, tmp_path: Path
 ) -> None:
-    registry, user, product = await start_platform(launcher, tmp_path)
+    registry, user, product = await start_stack(launcher, tmp_path)
     url = f"http://{http_address(registry)}/"
     async with browser_page(tmp_path / "profile") as (page, errors):
         await page.goto(url)
@@ -109,7 +109,7 @@ async def test_live_page_follows_instances_as_they_come_and_expire(
 
 
 async def test_json_api_answers_scripts(launcher: Launcher, tmp_path: Path) -> None:
-    registry, user, _product = await start_platform(launcher, tmp_path)
+    registry, user, _product = await start_stack(launcher, tmp_path)
     base = f"http://{http_address(registry)}"
     assert f"console {base}/" in registry.log()  # the listening line names the console
     listed = await _eventually_json(f"{base}/api/v1/services", lambda d: len(d["services"]) == 2)
@@ -126,7 +126,7 @@ async def test_with_a_token_the_page_asks_for_it_and_shows_no_data(
     launcher: Launcher, tmp_path: Path
 ) -> None:
     token = "console-test-token-42"
-    registry, user, _product = await start_platform(launcher, tmp_path, "--token", token)
+    registry, user, _product = await start_stack(launcher, tmp_path, "--token", token)
     url = f"http://{http_address(registry)}/"
     async with browser_page(tmp_path / "profile") as (page, errors):
         answer = await page.goto(url)

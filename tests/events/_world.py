@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc.aio
 
+from harness import Launcher, Process
 from switchboard.product.v1 import product_pb2, product_service_pb2_grpc
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
-from tests.reliability._support.procs import Launcher, Proc
 
 if TYPE_CHECKING:
     from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub
@@ -49,12 +49,12 @@ class Seller:
 class World:
     """The processes of one test, and typed calls to them."""
 
-    def __init__(self, launch: Launcher, root: Path, registry: Proc, user: Proc) -> None:
+    def __init__(self, launch: Launcher, root: Path, registry: Process, user: Process) -> None:
         self.launch = launch
         self.root = root
         self.registry = registry
         self.user = user
-        self.products: list[Proc] = []
+        self.products: list[Process] = []
 
     @classmethod
     async def start(cls, launch: Launcher, root: Path, product_instances: int = 1) -> World:
@@ -180,5 +180,5 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def _found(registry: Proc) -> tuple[str, ...]:
+def _found(registry: Process) -> tuple[str, ...]:
     return ("--registry", registry.address, "--registry-ttl-s", "30")

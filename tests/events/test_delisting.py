@@ -10,18 +10,17 @@ assertions: speed belongs to bench/).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from pathlib import Path
 
 import grpc.aio
 
+from harness import Launcher
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
 from tests.events._world import CALL_S, INITIAL_STOCK, Seller, World, latencies_ms, percentile
-from tests.observability._support import scrape
-from tests.reliability._support.procs import Launcher
+from tests.observability._support import http_address, scrape
 
 _DELISTED = product_pb2.PRODUCT_STATE_DELISTED
 _ET = product_pb2.ProductEventType
@@ -85,7 +84,7 @@ async def test_a_deleted_seller_s_products_are_delisted_and_stock_restored(
         print(f"\nDeleteUser -> all 3 DELISTED seen on the product Watch: {took * 1000:.0f} ms")
         _check_exactly_once(world, [ada], [])
         # Lag is visible: the product process exports the checkpoint and the head it saw.
-        exposition = await scrape(_http_address(world.products[0].log()))
+        exposition = await scrape(http_address(world.products[0]))
         subscription = '{subscription="product<-user"}'
         for gauge in ("checkpoint_revision", "head_revision"):
             line = f"switchboard_subscription_{gauge}{subscription} {float(deletion.revision)}"
@@ -158,13 +157,6 @@ async def _until_delisted_beyond(world: World, count: int) -> None:
     while _delisted(world) <= count:
         assert time.monotonic() < deadline, "the consumer applied nothing"
         await asyncio.sleep(0.005)  # polling the product log: no event reaches the test
-
-
-def _http_address(log: str) -> str:
-    """The HTTP side port a process named in its listening line."""
-    match = re.search(r"listening on \S+ \(http ([\w.:]+)\)", log)
-    assert match, log
-    return match[1]
 
 
 async def _serve_for(world: World, seller: Seller, seconds: float) -> int:

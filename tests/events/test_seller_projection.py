@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc.aio
 import pytest
 
+from harness import Launcher, Process, shared_postgres
 from services.product import SELLERS, ProductStore, is_built
 from services.runtime import errors as e
 from services.runtime.storage import read_checkpoint
@@ -30,9 +31,7 @@ from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
 from tests.observability._support import http_address, sample, scrape
-from tests.reliability._support.procs import Launcher, Proc
 from tests.storage._backends import execute, rows
-from tests.storage._postgres import shared_postgres
 
 if TYPE_CHECKING:
     from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub
@@ -57,7 +56,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
 class _World:
     """Registry, user service and one product process; typed calls; product's database."""
 
-    def __init__(self, user: Proc, product: Proc, store: ProductStore) -> None:
+    def __init__(self, user: Process, product: Process, store: ProductStore) -> None:
         self.user, self.product, self.store = user, product, store
 
     @classmethod

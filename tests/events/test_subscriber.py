@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 import pytest
 
+from harness import serving_plain
 from services.runtime import Client, ClientConfig
 from services.runtime.events import Subscriber, Subscription
 from services.runtime.storage import (
@@ -72,12 +73,10 @@ async def _until(check: Any, what: str) -> None:
 @pytest.fixture
 async def producer_address() -> AsyncIterator[tuple[str, _Producer]]:
     producer = _Producer()  # type: ignore[abstract]  # only WatchUsers is served
-    server = grpc.aio.server()
-    user_service_pb2_grpc.add_UserServiceServicer_to_server(producer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}", producer
-    await server.stop(None)
+    async with serving_plain(
+        lambda server: user_service_pb2_grpc.add_UserServiceServicer_to_server(producer, server)
+    ) as server:
+        yield server.address, producer
 
 
 async def test_resumes_applies_once_in_order_retries_and_counts_a_gap(

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.platform._platform import REPO
+from harness import REPO
 
 __all__ = ["CLIENTS", "RUN_TIMEOUT_S", "XDS_CHECKS", "XDS_LANGUAGES", "Client", "run_bounded"]
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import REPO, TIMINGS, Platform, running_platform
+from tests._support import write_timings
 from tests.interop._clients import CLIENTS
-from tests.platform._platform import REPO, TIMINGS, Platform, running_platform, write_timings
 
 BUILD_TIMEOUT_S = 600.0  # a cold build resolves Go modules, npm packages and Maven artifacts
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import TIMINGS, Platform
 from registry.xds import bootstrap_json
+from tests._support import require_tools
 from tests.interop._clients import CLIENTS, XDS_CHECKS, XDS_LANGUAGES
-from tests.platform._platform import TIMINGS, Platform, require_tools
 
 pytestmark = [pytest.mark.interop, pytest.mark.e2e, pytest.mark.timeout(900)]
 

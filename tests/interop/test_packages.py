@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO
+from tests._support import require_tools
 from tests.interop._clients import CLIENTS, run_bounded
-from tests.platform._platform import REPO, require_tools
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]
 

@@ -1,8 +1,8 @@
 """Helpers for the observability tests: HTTP addresses of started processes, scraping, polling.
 
-Processes come from the reliability tests' :class:`Launcher` (one launcher for
-every real-process test); this module only reads what the observability side
-adds: the ``(http HOST:PORT)`` part of the listening line.
+Processes come from :class:`harness.Launcher` (one launcher for every
+real-process test and the bench); this module only adds the observability side:
+the HTTP address a process's listening line names, scraping and polling.
 
 Example::
 
@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tests.reliability._support.procs import Launcher, Proc
+from harness import Process
 
 __all__ = [
-    "Launcher",
-    "Proc",
     "eventually",
     "get_json",
     "http_address",
@@ -36,14 +33,13 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_HTTP = re.compile(r"listening on \S+ \(http ([^)]+)\)")
 
 
-def http_address(proc: Proc) -> str:
-    """The ``host:port`` of a process's HTTP side port, from its last listening line."""
-    found = _HTTP.findall(proc.log())
+def http_address(proc: Process) -> str:
+    """The ``host:port`` of a process's HTTP side port, from its listening line."""
+    found = proc.http_address
     assert found, f"{proc.module} printed no HTTP address:\n{proc.log()[-2000:]}"
-    return str(found[-1])
+    return found
 
 
 # Loopback only: a proxy from the environment must not see these requests.

@@ -16,6 +16,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from harness import serving
+from harness.fakes import FakeUsers, users_service
 from registry._observe import count_expiry
 from registry.store import MemoryStore
 from services.runtime import (
@@ -25,7 +27,6 @@ from services.runtime import (
     ConfigError,
     HttpRoute,
     ServerConfig,
-    create_server,
     current_http_address,
     errors,
     serve,
@@ -36,7 +37,6 @@ from services.runtime.server._http import HttpSidePort
 from services.user.client import GET_USER, WATCH_USERS
 from switchboard.registry.v1.instance_pb2 import Instance
 from switchboard.user.v1 import user_service_pb2
-from tests.client._fakes import FakeUsers, users_service
 from tests.observability._support import get_json, reachable, sample, scrape
 
 USER = "switchboard.user.v1.UserService"
@@ -61,14 +61,10 @@ class Served:
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
     users = FakeUsers()
-    server, port = create_server([users_service(users)], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    config = ClientConfig(static={"user": (f"127.0.0.1:{port}",)})
-    try:
+    async with serving([users_service(users)]) as server:
+        config = ClientConfig(static={"user": (server.address,)})
         async with Client(config) as client:
             yield Served(users, client)
-    finally:
-        await server.stop(None)
 
 
 async def test_a_retried_call_counts_two_attempts_and_one_retry(served: Served) -> None:

@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,11 +23,10 @@ from typing import Any
 
 import pytest
 
+from harness import Launcher, Process, free_port
 from services.runtime import Client, ClientConfig, NotFound, RegistryConfig
 from services.user.client import UserClient
 from tests.observability._support import (
-    Launcher,
-    Proc,
     eventually,
     get_json,
     http_address,
@@ -55,12 +52,6 @@ def _prometheus_binary() -> str:
             raise AssertionError("prometheus is not installed: run `make tools-prometheus`")
         pytest.skip("prometheus is not installed: run `make tools-prometheus`")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -114,33 +105,25 @@ def prometheus(tmp_path: Path, sd_url: str) -> Iterator[Prometheus]:
             }
         )
     )
-    port = _free_port()
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    port = free_port()
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    with Launcher(tmp_path) as launcher:  # killed on exit
+        launcher.run_sync("prometheus", argv, listening=False)
         yield Prometheus(f"http://127.0.0.1:{port}")
-    finally:
-        process.kill()
-        process.wait(10)
-        log.close()
 
 
 @dataclass
 class Stack:
     launch: Launcher
-    registry: Proc
-    user: Proc
-    product: Proc
+    registry: Process
+    user: Process
+    product: Process
 
     @property
     def registry_args(self) -> tuple[str, ...]:

@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from harness import Launcher, Process, serving, serving_plain
+from harness.fakes import FakeUsers, users_service
 from services.product.client import ProductClient
 from services.runtime import (
     Client,
@@ -33,16 +35,13 @@ from services.runtime import (
     Internal,
     NotFound,
     RegistryConfig,
-    ServerConfig,
-    create_server,
     tracing,
 )
 from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 from switchboard.user.v1 import user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
-from tests.client._fakes import FakeUsers, users_service
-from tests.observability._support import Launcher, Proc, eventually
+from tests.observability._support import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -91,14 +90,12 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, int]]:
     servicer = Receiver()
-    server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield servicer, port
-    finally:
-        await server.stop(None)
+
+    def add(server: grpc.aio.Server) -> None:
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+
+    async with serving_plain(add) as server:
+        yield servicer, server.port
 
 
 @pytest.fixture
@@ -115,9 +112,9 @@ def local_spans() -> Iterator[InMemorySpanExporter]:
 
 @dataclass
 class Stack:
-    registry: Proc
-    user: Proc
-    product: Proc
+    registry: Process
+    user: Process
+    product: Process
 
 
 @pytest.fixture
@@ -251,7 +248,7 @@ async def _settled(received: Receiver, trace_id: int) -> list[Received]:
     return received.of_trace(trace_id)
 
 
-def _json_lines(proc: Proc) -> list[dict[str, Any]]:
+def _json_lines(proc: Process) -> list[dict[str, Any]]:
     lines = [line for line in proc.log().splitlines() if line.strip()]
     parsed = [json.loads(line) for line in lines if not line.startswith("I1")]
     assert parsed and all(isinstance(p, dict) for p in parsed)
@@ -284,19 +281,17 @@ def propagation() -> Iterator[None]:
 async def test_an_internal_error_carries_the_trace_id(propagation: None) -> None:
     users = FakeUsers()
     users.script["GetUser"] = [RuntimeError("boom")]
-    server, port = create_server([users_service(users)], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = user_service_pb2_grpc.UserServiceStub(channel)
-            call = stub.GetUser(
-                user_service_pb2.GetUserRequest(id="x"), metadata=(("traceparent", traceparent),)
-            )
-            error = await failure(call)
-    finally:
-        await server.stop(None)
+    async with (
+        serving([users_service(users)]) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        stub = user_service_pb2_grpc.UserServiceStub(channel)
+        call = stub.GetUser(
+            user_service_pb2.GetUserRequest(id="x"), metadata=(("traceparent", traceparent),)
+        )
+        error = await failure(call)
     assert isinstance(error, Internal)
     assert error.metadata["trace_id"] == trace_id and error.metadata["request_id"]
     assert "boom" not in error.message

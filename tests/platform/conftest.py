@@ -1,10 +1,10 @@
-"""Prints how long the platform took to come up (see ``_platform.TIMINGS``)."""
+"""Prints how long the platform took to come up (see ``harness.TIMINGS``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.platform._platform import write_timings
+from tests._support import write_timings
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,20 +16,13 @@ import grpc
 import jwt
 import pytest
 
+from harness import REPO, SWITCHBOARD, Launcher, Platform, free_port, running_platform
 from services.platform import format_table
 from services.platform.cli import main
 from services.runtime.auth import ensure_dev_secret, read_secret
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.platform._platform import (
-    REPO,
-    SWITCHBOARD,
-    Platform,
-    free_port,
-    running_platform,
-    start_registry,
-)
 from tests.runtime._certs import make_pki
 
 pytestmark = pytest.mark.e2e
@@ -111,55 +103,35 @@ def test_instances_shows_health_per_instance_with_the_registry_from_the_environm
     assert real[2] == platform.ports.address("user") and real[5] == "SERVING"
 
 
-def test_watch_prints_one_line_per_change_until_ctrl_c(platform: Platform, tmp_path: Path) -> None:
-    log = tmp_path / "watch.log"
+def test_watch_prints_one_line_per_change_until_ctrl_c(
+    platform: Platform, sync_launcher: Launcher
+) -> None:
     registry = platform.ports.address("registry")
-    with log.open("w") as out:
-        watch = subprocess.Popen(
-            [SWITCHBOARD, "watch", "product", "--registry", registry],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    try:
-        wait_line(log, "SNAPSHOT product: 1 instance(s)")
-        lease = register(platform, "product", "product-extra", dead_port())
-        wait_line(log, "ADDED    product product-extra")
-        deregister(platform, lease)
-        wait_line(log, "REMOVED  product product-extra")
-        watch.send_signal(signal.SIGINT)
-        assert watch.wait(timeout=TIMEOUT_S) == 0, log.read_text()
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait(timeout=TIMEOUT_S)
-    lines = log.read_text().splitlines()
+    argv = [SWITCHBOARD, "watch", "product", "--registry", registry]
+    watch = sync_launcher.run_sync("watch", argv, listening=False)  # killed at teardown
+    watch.wait_output_sync("SNAPSHOT product: 1 instance(s)", TIMEOUT_S)
+    lease = register(platform, "product", "product-extra", dead_port())
+    watch.wait_output_sync("ADDED    product product-extra", TIMEOUT_S)
+    deregister(platform, lease)
+    watch.wait_output_sync("REMOVED  product product-extra", TIMEOUT_S)
+    watch.signal(signal.SIGINT)
+    assert watch.wait_exit_sync(TIMEOUT_S) == 0, watch.log()
+    lines = watch.output().splitlines()
     assert len(lines) == 3 and all(line.startswith("rev ") for line in lines), lines
 
 
-def wait_line(log: Path, text: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while text not in log.read_text():
-        assert time.monotonic() < deadline, f"no {text!r}:\n{log.read_text()}"
-        time.sleep(0.02)
-
-
-def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path) -> None:
+def test_the_tls_flags_reach_an_mtls_registry(tmp_path: Path, sync_launcher: Launcher) -> None:
     ca, server, client = make_pki(tmp_path)
     port = free_port()
     tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
-    registry = start_registry(
-        port, tmp_path / "registry.log", *tls, "--tls-client-ca", str(ca.cert)
-    )
-    try:
-        address = ("--registry", f"127.0.0.1:{port}")
-        plaintext = switchboard("services", *address)
-        assert plaintext.returncode == 1, "a TLS registry does not answer plaintext"
-        mtls = ("--registry-ca", str(ca.cert), "--registry-cert", str(client.cert))
-        result = switchboard("services", *address, *mtls, "--registry-key", str(client.key))
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["SERVICE", "INSTANCES"]
-    finally:
-        registry.kill()
-        registry.wait(timeout=TIMEOUT_S)
+    sync_launcher.prepare("registry", *tls, "--tls-client-ca", str(ca.cert)).start_sync(port)
+    address = ("--registry", f"127.0.0.1:{port}")
+    plaintext = switchboard("services", *address)
+    assert plaintext.returncode == 1, "a TLS registry does not answer plaintext"
+    mtls = ("--registry-ca", str(ca.cert), "--registry-cert", str(client.cert))
+    result = switchboard("services", *address, *mtls, "--registry-key", str(client.key))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SERVICE", "INSTANCES"]
 
 
 def test_an_unreachable_registry_is_one_line_and_exit_1() -> None:
@@ -221,25 +193,23 @@ def test_xds_bootstrap_prints_the_file_grpc_reads(capsys: pytest.CaptureFixture[
     assert main(["xds-bootstrap", "--registry", "r:1", "--cert-file", "c.pem"], env={}) == 2
 
 
-def test_instances_checks_health_over_the_registrys_tls(tmp_path: Path) -> None:
+def test_instances_checks_health_over_the_registrys_tls(
+    tmp_path: Path, sync_launcher: Launcher
+) -> None:
     """Instances of a TLS platform serve TLS: the health check dials them as the registry."""
     ca, server, _client = make_pki(tmp_path)
     port = free_port()
     tls = ("--tls-cert", str(server.cert), "--tls-key", str(server.key))
-    registry = start_registry(port, tmp_path / "registry.log", *tls)
-    try:
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert.read_bytes())
-        with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
-            # The registry itself stands in for a TLS instance: it serves grpc.health.v1 too.
-            instance = instance_pb2.Instance(
-                service="echo", instance_id="echo-1", address=f"127.0.0.1:{port}"
-            )
-            stub = rs_grpc.RegistryServiceStub(channel)
-            stub.Register(rs.RegisterRequest(instance=instance), timeout=TIMEOUT_S)
-        address = ("--registry", f"127.0.0.1:{port}", "--registry-ca", str(ca.cert))
-        result = switchboard("instances", "echo", *address)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines()[1].split()[-1] == "SERVING", result.stdout
-    finally:
-        registry.kill()
-        registry.wait(timeout=TIMEOUT_S)
+    sync_launcher.prepare("registry", *tls).start_sync(port)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        # The registry itself stands in for a TLS instance: it serves grpc.health.v1 too.
+        instance = instance_pb2.Instance(
+            service="echo", instance_id="echo-1", address=f"127.0.0.1:{port}"
+        )
+        stub = rs_grpc.RegistryServiceStub(channel)
+        stub.Register(rs.RegisterRequest(instance=instance), timeout=TIMEOUT_S)
+    address = ("--registry", f"127.0.0.1:{port}", "--registry-ca", str(ca.cert))
+    result = switchboard("instances", "echo", *address)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[-1] == "SERVING", result.stdout

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO, SWITCHBOARD, running_platform
 from services.platform import Names, ScaffoldError, new_service
-from tests.platform._platform import REPO, SWITCHBOARD, require_tools, running_platform
+from tests._support import require_tools
 
 GRPCURL = REPO / ".tools" / "bin" / "grpcurl"
 STEP_TIMEOUT_S = 300.0

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO, SWITCHBOARD
 from services.platform import (
     PlatformFileError,
     find_platform_file,
     load_platform,
     restart_delay,
 )
-from tests.platform._platform import REPO, SWITCHBOARD
 
 GOOD = """\
 [platform]

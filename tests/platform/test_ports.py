@@ -8,19 +8,16 @@ running?") although gRPC itself binds such a port fine.
 from __future__ import annotations
 
 import errno
-import signal
 import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from harness import Launcher, free_port
 from services.platform import busy_ports, port_is_free
-from tests.platform._platform import free_port, start_registry
 
 pytestmark = pytest.mark.e2e
 
@@ -42,29 +39,18 @@ def time_wait_on(port: int) -> bool:
     return False
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=WAIT_S)
-
-
-def killed_server_port(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> int | None:
+def killed_server_port(sync_launcher: Launcher) -> int | None:
     """Start a registry, call it, SIGKILL it; its port if a TIME_WAIT is left there, else None.
 
     The kernel closes a killed server's connections with FIN (leaving TIME_WAIT on the
     server's port), or with RST if unread bytes were still queued (leaving nothing).
     """
     port = free_port()
-    server = start_registry(port, tmp_path / f"{port}.log")
-    processes.append(server)
+    server = sync_launcher.prepare("registry").start_sync(port)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=WAIT_S)
+        server.kill()
+        server.wait_exit_sync(WAIT_S)
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         if time_wait_on(port):
@@ -73,10 +59,8 @@ def killed_server_port(tmp_path: Path, processes: list[subprocess.Popen[bytes]])
     return None
 
 
-def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(
-    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
-) -> None:
-    ports = (killed_server_port(tmp_path, processes) for _ in range(_ATTEMPTS))
+def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(sync_launcher: Launcher) -> None:
+    ports = (killed_server_port(sync_launcher) for _ in range(_ATTEMPTS))
     port = next((p for p in ports if p is not None), None)
     assert port is not None, f"no TIME_WAIT after {_ATTEMPTS} killed servers"
 
@@ -86,7 +70,7 @@ def test_a_sigkilled_servers_time_wait_does_not_count_as_busy(
 
     assert port_is_free("127.0.0.1", port) is None
     assert busy_ports("127.0.0.1", {"registry": port}) == []
-    processes.append(start_registry(port, tmp_path / "second.log"))  # gRPC binds it, too
+    sync_launcher.prepare("registry").start_sync(port)  # gRPC binds it, too
 
 
 def test_a_listening_port_is_busy_and_named() -> None:

@@ -19,19 +19,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from harness import REPO, SWITCHBOARD, TIMINGS, Platform, running_platform
 from services.platform import CRASH_LIMIT
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from switchboard.user.v1 import user_service_pb2 as user_pb
 from switchboard.user.v1 import user_service_pb2_grpc as user_grpc
-from tests.platform._platform import (
-    REPO,
-    SWITCHBOARD,
-    TIMINGS,
-    Platform,
-    running_platform,
-)
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +108,7 @@ def test_up_healthy_then_sigterm_deregisters_before_the_registry_stops(
         try:
             for w in watchers:
                 assert w.snapshot.wait(EVENT_TIMEOUT_S) and w.live == 1, f"{w.service} registered"
-            platform.proc.send_signal(signal.SIGTERM)
+            platform.signal(signal.SIGTERM)
             for w in watchers:
                 assert w.done.wait(EVENT_TIMEOUT_S), f"no REMOVED {w.service} in time"
                 assert w.saw_removed, f"the registry stopped before {w.service} deregistered"
@@ -201,13 +195,13 @@ def wait_count(platform: Platform, text: str, count: int) -> None:
     deadline = time.monotonic() + EVENT_TIMEOUT_S
     while platform.output().count(text) < count:
         assert time.monotonic() < deadline, f"{text!r} x{count}:\n{platform.output()}"
-        assert platform.proc.poll() is None, platform.output()
+        assert platform.process.running, platform.output()
         time.sleep(0.02)
 
 
 def test_sighup_from_a_closed_terminal_stops_every_child(platform: Platform) -> None:
     children = platform.children()
-    platform.proc.send_signal(signal.SIGHUP)
+    platform.signal(signal.SIGHUP)
     assert platform.wait_exit() == 0, platform.output()
     for name in children:
         stop_line(platform.output(), name)

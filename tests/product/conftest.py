@@ -3,42 +3,20 @@ database) and a fake seller directory, served in-process."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc.aio
 import pytest
 
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres, start_server
 from services.product import PAGE_TOKEN_SECRET, ProductStore, product_service
-from services.runtime import ServerConfig, SwitchboardError, create_server
-from switchboard.product.v1 import product_pb2, product_service_pb2, product_service_pb2_grpc
-from tests.storage._postgres import PostgresServer, shared_postgres
-from tests.user._process import StartService, service_processes
+from switchboard.product.v1 import product_service_pb2_grpc
+from tests.product._support import FakeSellers
 
 if TYPE_CHECKING:
     from switchboard.product.v1.product_service_pb2_grpc import ProductServiceAsyncStub
-
-WAIT = 5.0
-"""Bound on every single call or wait in these tests (seconds)."""
-
-SELLER = "0190aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-
-
-class FakeSellers:
-    """A :class:`SellerDirectory` with a fixed set of users, or a fixed failure."""
-
-    def __init__(self) -> None:
-        self.known = {SELLER}
-        self.failure: SwitchboardError | None = None
-        self.calls: list[str] = []
-
-    async def exists(self, seller_id: str) -> bool:
-        self.calls.append(seller_id)
-        if self.failure is not None:
-            raise self.failure
-        return seller_id in self.known
 
 
 @pytest.fixture
@@ -71,11 +49,10 @@ def sellers() -> FakeSellers:
 async def address(store: ProductStore, sellers: FakeSellers) -> AsyncIterator[str]:
     """``host:port`` of a started in-process product server (production ``create_server``)."""
     service = product_service(store, sellers, store.db.secret(PAGE_TOKEN_SECRET))
-    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    yield f"127.0.0.1:{port}"
+    server = await start_server([service])
+    yield server.address
     store.end_watches()
-    await server.stop(None)
+    await server.stop()
 
 
 @pytest.fixture
@@ -85,44 +62,5 @@ async def stub(address: str) -> AsyncIterator[ProductServiceAsyncStub]:
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
-    async with service_processes(tmp_path) as start:
-        yield start
-
-
-def new_product(
-    sku: str = "LAMP-1", stock: int = 10, seller_id: str = SELLER
-) -> product_pb2.Product:
-    return product_pb2.Product(
-        sku=sku,
-        name="Desk lamp",
-        description="A lamp for a desk.",
-        price=product_pb2.Money(currency_code="EUR", amount_minor=1999),
-        stock=stock,
-        seller_id=seller_id,
-    )
-
-
-async def create(
-    stub: ProductServiceAsyncStub, sku: str = "LAMP-1", stock: int = 10, request_id: str = ""
-) -> product_pb2.Product:
-    request = product_service_pb2.CreateProductRequest(
-        product=new_product(sku, stock), request_id=request_id
-    )
-    return (await stub.CreateProduct(request, timeout=WAIT)).product
-
-
-async def reserve(
-    stub: ProductServiceAsyncStub, product_id: str, quantity: int, request_id: str
-) -> product_service_pb2.ReserveStockResponse:
-    request = product_service_pb2.ReserveStockRequest(
-        product_id=product_id, quantity=quantity, request_id=request_id
-    )
-    return await stub.ReserveStock(request, timeout=WAIT)
-
-
-async def read_event(watch: Any) -> product_service_pb2.WatchProductsResponse:
-    """The next message of a WatchProducts stream (bounded wait)."""
-    response = await asyncio.wait_for(watch.read(), WAIT)
-    assert isinstance(response, product_service_pb2.WatchProductsResponse), response
-    return response
+def start_process(launcher: Launcher) -> StartProcess:
+    return launcher.start

@@ -12,19 +12,19 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
+from harness import Process, StartProcess
 from services.runtime import errors as e
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
-from tests.product.conftest import WAIT, new_product
+from tests.product._support import WAIT, new_product
 from tests.runtime._certs import Pair, make_pki
-from tests.user._process import ServiceProcess, StartService
 
 pytestmark = pytest.mark.e2e
 
 
-async def _user_over_mtls(start: StartService, tmp_path: Path) -> tuple[ServiceProcess, Pair, Pair]:
+async def _user_over_mtls(start: StartProcess, tmp_path: Path) -> tuple[Process, Pair, Pair]:
     """A user service answering only clients with a certificate of its CA: (process, ca, client)."""
     (tmp_path / "pki").mkdir()
     ca, server, client = make_pki(tmp_path / "pki")
@@ -34,7 +34,7 @@ async def _user_over_mtls(start: StartService, tmp_path: Path) -> tuple[ServiceP
     return user, ca, client
 
 
-async def _seller(user: ServiceProcess, ca: Pair, client: Pair) -> str:
+async def _seller(user: Process, ca: Pair, client: Pair) -> str:
     credentials = grpc.ssl_channel_credentials(
         ca.cert.read_bytes(), client.key.read_bytes(), client.cert.read_bytes()
     )
@@ -45,7 +45,7 @@ async def _seller(user: ServiceProcess, ca: Pair, client: Pair) -> str:
         return (await stub.CreateUser(request, timeout=WAIT)).user.id
 
 
-async def _create_product(product: ServiceProcess, seller_id: str) -> pb.CreateProductResponse:
+async def _create_product(product: Process, seller_id: str) -> pb.CreateProductResponse:
     async with grpc.aio.insecure_channel(product.address) as channel:
         stub = product_service_pb2_grpc.ProductServiceStub(channel)
         request = pb.CreateProductRequest(product=new_product(seller_id=seller_id))
@@ -53,7 +53,7 @@ async def _create_product(product: ServiceProcess, seller_id: str) -> pb.CreateP
 
 
 async def test_the_seller_check_goes_over_mtls_with_the_client_flags(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     user, ca, client = await _user_over_mtls(start_process, tmp_path)
     seller = await _seller(user, ca, client)
@@ -68,7 +68,7 @@ async def test_the_seller_check_goes_over_mtls_with_the_client_flags(
 
 
 async def test_the_client_tls_settings_also_come_from_the_environment(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     user, ca, client = await _user_over_mtls(start_process, tmp_path)
     seller = await _seller(user, ca, client)
@@ -83,7 +83,7 @@ async def test_the_client_tls_settings_also_come_from_the_environment(
 
 
 async def test_without_a_client_certificate_the_seller_check_cannot_be_made(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     user, ca, client = await _user_over_mtls(start_process, tmp_path)
     seller = await _seller(user, ca, client)

@@ -20,7 +20,7 @@ from switchboard.product.v1 import product_pb2, product_service_pb2_grpc
 from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.user.v1 import user_pb2
 from tests._support import failure
-from tests.product.conftest import SELLER, WAIT, create, read_event, reserve
+from tests.product._support import SELLER, WAIT, create, read_event, reserve
 from tests.storage._backends import count
 
 if TYPE_CHECKING:

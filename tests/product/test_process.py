@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
+from harness import StartProcess
 from services.product import ProductStore
 from services.runtime import errors as e
 from services.runtime import from_rpc_error
@@ -17,8 +18,7 @@ from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
-from tests.product.conftest import WAIT, new_product, reserve
-from tests.user._process import ServiceProcess, StartService
+from tests.product._support import WAIT, new_product, reserve
 
 pytestmark = pytest.mark.e2e
 
@@ -34,16 +34,8 @@ async def _seed_product(data_dir: Path, stock: int) -> str:
         store.close()
 
 
-async def _wait_for_log(process: ServiceProcess, text: str) -> None:
-    for _ in range(100):  # bounded: 2 s
-        if text in process.log():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{text!r} not in the log:\n{process.log()}")
-
-
 async def test_two_processes_on_one_file_never_oversell(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     product_id = await _seed_product(data, stock=10)
@@ -70,7 +62,7 @@ async def test_two_processes_on_one_file_never_oversell(
 
 
 async def test_acknowledged_reservation_survives_sigkill(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     product_id = await _seed_product(data, stock=3)
@@ -93,7 +85,7 @@ async def test_acknowledged_reservation_survives_sigkill(
 
 
 async def test_seller_check_through_the_registry_and_the_user_service(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     registry = await start_process("registry")
     found_by = ("--registry", registry.address, "--registry-ttl-s", "30")
@@ -125,7 +117,7 @@ async def test_seller_check_through_the_registry_and_the_user_service(
             slow = await failure(products.CreateProduct(create("SLOW-1", unseen), timeout=1.0))
             assert isinstance(slow, e.DeadlineExceeded)
             # The product service itself gave up (the deadline was carried downstream).
-            await _wait_for_log(product, "CreateProduct code=DEADLINE_EXCEEDED")
+            await product.wait_output("CreateProduct code=DEADLINE_EXCEEDED", timeout_s=2)
         finally:
             user.signal(signal.SIGCONT)
 

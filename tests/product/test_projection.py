@@ -38,7 +38,7 @@ from switchboard.product.v1 import product_service_pb2 as pb
 from switchboard.product.v1 import product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2
 from tests._support import failure
-from tests.product.conftest import SELLER, WAIT, FakeSellers, new_product
+from tests.product._support import SELLER, WAIT, FakeSellers, new_product
 from tests.storage._backends import execute, rows
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from services.runtime import from_rpc_error
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
 from tests._support import failure
-from tests.product.conftest import (
+from tests.product._support import (
     SELLER,
     WAIT,
     FakeSellers,

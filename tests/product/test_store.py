@@ -13,7 +13,7 @@ from services.runtime.errors import SwitchboardError
 from services.runtime.storage import RequestKey, connect, migrate, schema_version
 from switchboard.product.v1 import product_pb2
 from switchboard.product.v1 import product_service_pb2 as pb
-from tests.product.conftest import new_product
+from tests.product._support import new_product
 from tests.storage._backends import REFUSED, execute, log, rows, sqlite_conn
 
 

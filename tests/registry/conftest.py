@@ -1,5 +1,5 @@
 """Fixtures: in-process registries from the production factory (on each store), and
-registry processes.
+registry processes (``harness.Launcher``).
 
 ``make_registry`` runs every test that uses it twice: on the in-memory store and on
 an ``EtcdStore``. One etcd cluster serves the whole session; each registry gets its
@@ -9,29 +9,22 @@ revoked at teardown so no later test sees their expiry bump etcd's revision.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
+import functools
 import secrets
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import grpc.aio
 import pytest
-from etcd.api.etcdserverpb import rpc_pb2
 
+from harness import EtcdCluster, Launcher, StartProcess, etcd_binary, start_server
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from registry.store import RegistryStore
 from registry.store.etcd import EtcdConfig, EtcdStore
-from services.runtime import ServerConfig, create_server
+from services.runtime import ServerConfig
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests._etcd import EtcdCluster, ci, etcd_binary, revoke_everything
-
-REPO = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"registry listening on (\S+):(\d+)")
+from tests._support import ci
+from tests.registry._support import MakeRegistry, Registry
 
 
 @pytest.fixture(scope="session")
@@ -64,44 +57,6 @@ def open_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[...,
     return open_
 
 
-@dataclass
-class Registry:
-    """A started in-process registry and a client for it."""
-
-    stub: rs_grpc.RegistryServiceAsyncStub
-    store: RegistryStore
-    server: grpc.aio.Server
-    channel: grpc.aio.Channel
-    port: int
-    settings: RegistrySettings
-
-    @property
-    def on_etcd(self) -> bool:
-        return isinstance(self.store, EtcdStore)
-
-    def granted(self, ttl_s: float) -> float:
-        """The TTL the store grants for ``ttl_s`` (etcd: whole seconds)."""
-        return float(-(-ttl_s // 1)) if self.on_etcd else ttl_s
-
-    async def forget_history(self, before: int) -> None:
-        """Make revisions before ``before`` unreplayable (etcd: compact; memory: its
-        ``history`` limit already does)."""
-        if isinstance(self.store, EtcdStore):
-            client = self.store.client
-            request = rpc_pb2.CompactionRequest(revision=before, physical=True)
-            await client.call(client.kv.Compact, request, client.deadline())
-
-    async def close(self) -> None:
-        await self.channel.close()
-        if isinstance(self.store, EtcdStore) and not self.store.closed:
-            await revoke_everything(self.store)
-        await self.store.close()
-        await self.server.stop(None)
-
-
-MakeRegistry = Callable[..., Awaitable[Registry]]
-
-
 @pytest.fixture
 async def make_registry(open_store: Callable[..., RegistryStore]) -> AsyncIterator[MakeRegistry]:
     """Start registries on port 0 with given settings, on each store; all stopped at teardown."""
@@ -114,13 +69,13 @@ async def make_registry(open_store: Callable[..., RegistryStore]) -> AsyncIterat
         servicer = RegistryServicer(
             store, settings, bind_certificates=bool(config.get("tls_client_ca"))
         )
-        server_config = ServerConfig(listen="127.0.0.1:0", **config)  # type: ignore[arg-type]
-        server, port = create_server([registry_service(servicer)], server_config)
-        await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        server_config = ServerConfig(**config)  # type: ignore[arg-type]
+        server = await start_server([registry_service(servicer)], server_config)
+        channel = grpc.aio.insecure_channel(server.address)
         registry = Registry(
-            rs_grpc.RegistryServiceStub(channel), store, server, channel, port, settings
-        )
+            rs_grpc.RegistryServiceStub(channel), store, server.server, channel, server.port,
+            settings,
+        )  # fmt: skip
         started.append(registry)
         return registry
 
@@ -135,83 +90,7 @@ async def registry(make_registry: MakeRegistry) -> Registry:
     return await make_registry()
 
 
-async def eventually(predicate: Callable[[], bool], limit_s: float = 3.0) -> None:
-    """Wait (bounded) until ``predicate()`` holds, for state with no event to await."""
-    for _ in range(int(limit_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {limit_s}s")
-
-
-@dataclass
-class RegistryProcess:
-    """A ``python -m registry`` subprocess; its log goes to a file (never a full pipe)."""
-
-    process: asyncio.subprocess.Process
-    log_path: Path
-    port: int = 0
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def wait_listening(self, limit_s: float = 15.0) -> int:
-        """Read the bound port from the process's "registry listening on" log line."""
-        for _ in range(int(limit_s / 0.05)):
-            match = _LISTENING.search(self.log())
-            if match:
-                self.port = int(match.group(2))
-                return self.port
-            if self.process.returncode is not None:
-                raise AssertionError(f"registry exited early:\n{self.log()}")
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"registry did not report its port in {limit_s}s:\n{self.log()}")
-
-    async def wait_exit(self, limit_s: float = 15.0) -> int:
-        try:
-            return await asyncio.wait_for(self.process.wait(), limit_s)
-        except TimeoutError:
-            raise AssertionError(
-                f"registry still running after {limit_s}s:\n{self.log()}"
-            ) from None
-
-    def signal(self, signum: int) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signum)
-
-
-StartProcess = Callable[..., Awaitable[RegistryProcess]]
-
-
 @pytest.fixture
-async def start_registry_process(tmp_path: Path) -> AsyncIterator[StartProcess]:
+def start_registry_process(launcher: Launcher) -> StartProcess:
     """Start ``python -m registry --listen 127.0.0.1:0 <args>``; killed at teardown."""
-    processes: list[RegistryProcess] = []
-
-    async def start(*args: str, env: dict[str, str] | None = None) -> RegistryProcess:
-        log_path = tmp_path / f"registry-{len(processes)}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-        full_env.update(env or {})
-        with log_path.open("wb") as log_file:  # the child keeps its own descriptor
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "registry", "--listen", "127.0.0.1:0", *args),
-                cwd=REPO,
-                env=full_env,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        handle = RegistryProcess(process, log_path)
-        processes.append(handle)
-        await handle.wait_listening()
-        return handle
-
-    yield start
-    for handle in processes:
-        if handle.process.returncode is None:
-            handle.process.kill()
-        await asyncio.wait_for(handle.process.wait(), 10)
+    return functools.partial(launcher.start, "registry")

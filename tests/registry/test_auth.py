@@ -22,8 +22,7 @@ from services.runtime import errors as e
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests._support import failure
-from tests.registry._support import WAIT, read, register_request, state
-from tests.registry.conftest import MakeRegistry, Registry
+from tests.registry._support import WAIT, MakeRegistry, Registry, read, register_request, state
 
 TOKEN = "s3cret-token-0123456789"
 GOOD = (("authorization", f"Bearer {TOKEN}"),)

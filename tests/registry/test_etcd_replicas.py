@@ -25,11 +25,10 @@ import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from harness import ELECTION_TIMEOUT_S, EtcdCluster, Process, StartProcess
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests._etcd import ELECTION_TIMEOUT_S, EtcdCluster
-from tests.registry.conftest import RegistryProcess, StartProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +55,8 @@ def cluster(etcd_cluster: EtcdCluster) -> Iterator[EtcdCluster]:
 class Replicas:
     """Two registry processes on one etcd prefix and a round_robin channel over both."""
 
-    a: RegistryProcess
-    b: RegistryProcess
+    a: Process
+    b: Process
     channel: grpc.aio.Channel
 
     @property
@@ -250,7 +249,7 @@ async def converge(
     return truth
 
 
-async def health(process: RegistryProcess) -> int:
+async def health(process: Process) -> int:
     async with grpc.aio.insecure_channel(process.address) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=2.0
@@ -258,7 +257,7 @@ async def health(process: RegistryProcess) -> int:
         return int(reply.status)
 
 
-async def wait_health(process: RegistryProcess, status: int, limit_s: float) -> float:
+async def wait_health(process: Process, status: int, limit_s: float) -> float:
     """Wait (bounded) for a health status; return how long it took."""
     started = time.monotonic()
     for _ in range(int(limit_s / 0.1)):

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import EtcdCluster, Tls, etcd_binary
 from registry.store import StoreLimits
 from registry.store.etcd import EtcdConfig, EtcdStore
 from services.runtime import errors
 from switchboard.registry.v1 import instance_pb2 as pb
-from tests._etcd import EtcdCluster, Tls, ci, etcd_binary
+from tests._support import ci
 from tests.runtime._certs import make_pki
 
 pytestmark = pytest.mark.e2e

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]
     reflection_pb2_grpc,
 )
 
+from harness import REPO, StartProcess
 from registry import SERVICE_NAME
 from services.runtime import errors as e
 from switchboard.registry.v1 import instance_pb2 as pb
@@ -25,7 +26,6 @@ from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests._support import failure
 from tests.registry._support import WAIT, read, register_request
-from tests.registry.conftest import REPO, StartProcess
 
 pytestmark = pytest.mark.e2e
 

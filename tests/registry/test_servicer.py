@@ -13,8 +13,15 @@ from services.runtime import errors as e
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from tests._support import failure
-from tests.registry._support import WAIT, read, register_request, state
-from tests.registry.conftest import MakeRegistry, Registry, eventually
+from tests.registry._support import (
+    WAIT,
+    MakeRegistry,
+    Registry,
+    eventually,
+    read,
+    register_request,
+    state,
+)
 
 ADDED = pb.INSTANCE_EVENT_TYPE_ADDED
 UPDATED = pb.INSTANCE_EVENT_TYPE_UPDATED

@@ -19,7 +19,7 @@ from registry.store import MemoryStore, RegistryStore, StoreLimits, WatchItem
 from registry.store.etcd import EtcdStore
 from services.runtime import errors
 from switchboard.registry.v1 import instance_pb2 as pb
-from tests._etcd import revoke_everything
+from tests.registry._support import revoke_everything
 
 ADDED = pb.INSTANCE_EVENT_TYPE_ADDED
 UPDATED = pb.INSTANCE_EVENT_TYPE_UPDATED

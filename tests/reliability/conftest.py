@@ -1,25 +1,12 @@
-"""Fixtures: a process launcher whose every process group is killed at teardown.
+"""Prints the figures tests record as ``user_properties`` (the flood p99s) at the end of
+the run, so a measured figure that is not asserted is still seen.
 
-Also prints the figures tests record as ``user_properties`` (the flood p99s) at the end
-of the run, so a measured figure that is not asserted is still seen.
+The ``launcher`` fixture these tests use comes from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from _pytest.terminal import TerminalReporter
-
-from tests.reliability._support.procs import Launcher
-
-
-@pytest.fixture
-async def launcher(tmp_path: Path) -> AsyncIterator[Launcher]:
-    """Start real processes (``await launcher.start("registry")``); all killed at the end."""
-    async with Launcher(tmp_path) as launch:
-        yield launch
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:

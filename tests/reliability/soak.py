@@ -35,14 +35,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import Launcher, Process
 from services.product.client import ProductClient
 from services.runtime import Client, ClientConfig, RegistryConfig
 from services.runtime import RetrySettings as Retry
 from services.user.client import UserClient
 from tests.reliability._support.load import Load, LoadStats
-from tests.reliability._support.platform import Platform, start_platform
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.proxy import FaultProxy
+from tests.reliability._support.stack import Stack, start_stack
 
 __all__ = ["main"]
 
@@ -66,14 +66,14 @@ class Usage:
 class Soak:
     """A running soak: the platform, the client, the faults and the measurements."""
 
-    platform: Platform
+    platform: Stack
     proxy: FaultProxy
     load: Load
     faults: Counter[str] = field(default_factory=Counter)
     fault_errors: list[str] = field(default_factory=list)
     warm: dict[str, Usage] = field(default_factory=dict)
 
-    def steady(self) -> dict[str, Proc]:
+    def steady(self) -> dict[str, Process]:
         """The processes no fault touches (the others restart): their resources must stay flat."""
         return {"user-0 (never faulted)": self.platform.users[0]}
 
@@ -250,7 +250,7 @@ async def soak(seconds: float, interval_s: float, workdir: Path) -> bool:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     until = time.monotonic() + seconds
     async with Launcher(workdir) as launcher:
-        platform = await start_platform(launcher, workdir, users=3, product=True, ttl_s=TTL_S)
+        platform = await start_stack(launcher, workdir, users=3, product=True, ttl_s=TTL_S)
         proxy = FaultProxy("127.0.0.1", platform.registry.port)
         await proxy.start()
         config = ClientConfig(

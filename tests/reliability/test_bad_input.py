@@ -20,6 +20,7 @@ import grpc.aio
 import pytest
 import pytest_asyncio
 
+from harness import Launcher
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from tests.reliability._support.contracts import (
@@ -30,9 +31,8 @@ from tests.reliability._support.contracts import (
     string_paths,
 )
 from tests.reliability._support.garbage import platform_state, seed
-from tests.reliability._support.platform import Platform, start_platform
-from tests.reliability._support.procs import Launcher
 from tests.reliability._support.rawh2 import RawH2
+from tests.reliability._support.stack import Stack, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -45,15 +45,15 @@ INVALID_UTF8 = b"ok\xff\xfe\xc3("
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("bad-input")
     async with Launcher(tmp) as launcher:
-        started = await start_platform(launcher, tmp, users=1, product=True)
+        started = await start_stack(launcher, tmp, users=1, product=True)
         await seed(started)
         yield started
 
 
-def address_of(platform: Platform, rpc: Rpc) -> str:
+def address_of(platform: Stack, rpc: Rpc) -> str:
     if rpc.service_key == "registry":
         return platform.registry.address
     if rpc.service_key == "user":
@@ -62,7 +62,7 @@ def address_of(platform: Platform, rpc: Rpc) -> str:
     return platform.product.address
 
 
-async def answers(platform: Platform, cases: list[tuple[Rpc, bytes]]) -> list[tuple[str, str]]:
+async def answers(platform: Stack, cases: list[tuple[Rpc, bytes]]) -> list[tuple[str, str]]:
     """(rpc, code: details) for every case, over one channel per service."""
     results: list[tuple[str, str]] = []
     channels: dict[str, grpc.aio.Channel] = {}
@@ -86,7 +86,7 @@ def assert_all(results: list[tuple[str, str]], code: grpc.StatusCode) -> None:
     assert not leaks, f"details leak internals: {leaks}"
 
 
-async def test_an_oversized_message_is_resource_exhausted(platform: Platform) -> None:
+async def test_an_oversized_message_is_resource_exhausted(platform: Stack) -> None:
     before = await platform_state(platform)
     oversized = encode_at(
         string_paths(rs.ResolveRequest.DESCRIPTOR)[:1][0], b"a" * (4 * MIB + 1024)
@@ -107,14 +107,14 @@ async def test_an_oversized_message_is_resource_exhausted(platform: Platform) ->
         pytest.param(b"\x0b\x0a\x01x", id="unterminated-group"),
     ],
 )
-async def test_undecodable_bytes_are_invalid_argument(platform: Platform, payload: bytes) -> None:
+async def test_undecodable_bytes_are_invalid_argument(platform: Stack, payload: bytes) -> None:
     before = await platform_state(platform)
     results = await answers(platform, [(rpc, payload) for rpc in all_rpcs()])
     assert_all(results, grpc.StatusCode.INVALID_ARGUMENT)
     assert await platform_state(platform) == before
 
 
-async def test_invalid_utf8_in_any_string_field_is_invalid_argument(platform: Platform) -> None:
+async def test_invalid_utf8_in_any_string_field_is_invalid_argument(platform: Stack) -> None:
     before = await platform_state(platform)
     cases = [
         (rpc, encode_at(path, INVALID_UTF8))
@@ -150,7 +150,7 @@ def register_bytes(instance_id: str) -> bytes:
 
 
 @pytest.mark.parametrize("acknowledged", [True, False], ids=["after-settings-ack", "first-flight"])
-async def test_huge_metadata_is_refused(platform: Platform, acknowledged: bool) -> None:
+async def test_huge_metadata_is_refused(platform: Stack, acknowledged: bool) -> None:
     """A raw client's oversized headers never reach a handler: no registration happens."""
     before = await platform_state(platform)
     for name, headers in huge_metadata().items():
@@ -168,7 +168,7 @@ async def test_huge_metadata_is_refused(platform: Platform, acknowledged: bool) 
     assert platform.registry.running
 
 
-async def test_memory_stays_bounded_under_metadata_abuse(platform: Platform) -> None:
+async def test_memory_stays_bounded_under_metadata_abuse(platform: Stack) -> None:
     """60 calls with 1 MiB of headers, sent in the first flight: resident memory stays bounded."""
     user = platform.users[0]
     baseline = user.rss_bytes()

@@ -24,9 +24,9 @@ import grpc
 import grpc.aio
 import pytest
 
+from harness import Launcher, Process
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
-from tests.reliability._support.procs import Launcher, Proc
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def check_database(path: Path) -> int:
     return len(users)
 
 
-async def assert_all_present(proc: Proc, acked: dict[str, str]) -> None:
+async def assert_all_present(proc: Process, acked: dict[str, str]) -> None:
     async with grpc.aio.insecure_channel(proc.address) as channel:
         list_users = channel.unary_unary(
             "/switchboard.user.v1.UserService/ListUsers",

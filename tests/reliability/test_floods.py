@@ -24,11 +24,9 @@ registry process with a limit of 16 concurrent streams per connection.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +34,7 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from tests.reliability._support.procs import REPO, Launcher, Proc
+from harness import PYTHON, Launcher, Process
 from tests.reliability._support.rawh2 import ENHANCE_YOUR_CALM
 from tests.reliability._support.waits import percentile
 
@@ -58,32 +56,29 @@ P99_RATIO_ENV = "SWITCHBOARD_FLOOD_P99_RATIO"
 class Flood:
     """The flood process: started, waited for until it floods, then its report."""
 
-    def __init__(self, mode: str, port: int, seconds: float) -> None:
-        self.args = (mode, "127.0.0.1", str(port), f"{seconds:g}", str(CONNECTIONS[mode]))
-        self.process: asyncio.subprocess.Process | None = None
+    def __init__(self, launcher: Launcher, mode: str, port: int, seconds: float) -> None:
+        args = (mode, "127.0.0.1", str(port), f"{seconds:g}", str(CONNECTIONS[mode]))
+        self.argv = [PYTHON, "-m", "tests.reliability._support.flood", *args]
+        self.launcher = launcher
+        self.process: Process | None = None
 
     async def __aenter__(self) -> Flood:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "tests.reliability._support.flood", *self.args),
-            cwd=REPO,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 10)
-        assert line.strip() == b"flooding", line
+        self.process = await self.launcher.run("flood", self.argv, listening=False)
+        await self.process.wait_output("flooding\n", timeout_s=10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.process is not None
-        if self.process.returncode is None and exc[0] is not None:
+        if exc[0] is not None:
             self.process.kill()
-        await asyncio.wait_for(self.process.wait(), 15)
+        await self.process.wait_exit(15)
 
     async def report(self) -> dict[str, int]:
-        assert self.process is not None and self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 15)
+        """The JSON line it prints once done (it exits then)."""
+        assert self.process is not None
+        await self.process.wait_exit(15)
+        lines = self.process.output().splitlines()
+        line = next(line for line in reversed(lines) if line.startswith("{"))
         result: dict[str, int] = json.loads(line)
         return result
 
@@ -103,21 +98,23 @@ async def p99_of_calls(address: str) -> float:
     return percentile(latencies, 0.99)
 
 
-async def compare_p99(registry: Proc, mode: str) -> tuple[float, float, list[dict[str, Any]]]:
+async def compare_p99(
+    launcher: Launcher, registry: Process, mode: str
+) -> tuple[float, float, list[dict[str, Any]]]:
     """Median p99 over quiet rounds and over flooded rounds, and the flood reports."""
     quiet: list[float] = []
     flooded: list[float] = []
     reports: list[dict[str, Any]] = []
     for _ in range(ROUNDS):
         quiet.append(await p99_of_calls(registry.address))
-        async with Flood(mode, registry.port, seconds=0.8) as flood:
+        async with Flood(launcher, mode, registry.port, seconds=0.8) as flood:
             flooded.append(await p99_of_calls(registry.address))
             reports.append(await flood.report())
     return statistics.median(quiet), statistics.median(flooded), reports
 
 
 @pytest.fixture
-async def registry(launcher: Launcher) -> Proc:
+async def registry(launcher: Launcher) -> Process:
     return await launcher.start(
         "registry", "--max-concurrent-streams", str(STREAM_LIMIT), "--log-level", "WARNING"
     )
@@ -137,9 +134,9 @@ def check_p99(quiet: float, flooded: float, record: Callable[[tuple[str, object]
 
 
 async def test_a_stream_flood_is_capped_and_others_keep_their_latency(
-    registry: Proc, request: pytest.FixtureRequest
+    launcher: Launcher, registry: Process, request: pytest.FixtureRequest
 ) -> None:
-    quiet, flooded, reports = await compare_p99(registry, "streams")
+    quiet, flooded, reports = await compare_p99(launcher, registry, "streams")
     for report in reports:
         served = report["streams"] - report["refused_streams"]
         assert served == STREAM_LIMIT * CONNECTIONS["streams"], report
@@ -148,9 +145,9 @@ async def test_a_stream_flood_is_capped_and_others_keep_their_latency(
 
 
 async def test_a_ping_flood_gets_goaway_and_others_keep_their_latency(
-    registry: Proc, request: pytest.FixtureRequest
+    launcher: Launcher, registry: Process, request: pytest.FixtureRequest
 ) -> None:
-    quiet, flooded, reports = await compare_p99(registry, "ping")
+    quiet, flooded, reports = await compare_p99(launcher, registry, "ping")
     for report in reports:
         goaways = report.get(f"goaway {ENHANCE_YOUR_CALM}:too_many_pings", 0)
         # Every connection is told to go away, but those the flood's end cut short.

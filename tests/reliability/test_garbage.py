@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]
 
+from harness import Launcher
 from tests.reliability._support.garbage import (
     assert_hung_up_cleanly,
     platform_state,
@@ -24,8 +25,7 @@ from tests.reliability._support.garbage import (
     seed,
     send_garbage,
 )
-from tests.reliability._support.platform import health_status, start_platform
-from tests.reliability._support.procs import Launcher
+from tests.reliability._support.stack import health_status, start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 async def test_garbage_on_every_port_is_refused_and_changes_nothing(
     launcher: Launcher, tmp_path: Path
 ) -> None:
-    platform = await start_platform(launcher, tmp_path, users=1, product=True)
+    platform = await start_stack(launcher, tmp_path, users=1, product=True)
     await seed(platform)
     before = await platform_state(platform)
     assert platform.product is not None

@@ -23,13 +23,13 @@ import grpc
 import grpc.aio
 import pytest
 
+from harness import Launcher
 from services.product.client import ProductClient
 from services.user.client import UserClient
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
 from tests.reliability._support.load import Load
-from tests.reliability._support.platform import Platform, resolve, start_platform
-from tests.reliability._support.procs import Launcher
+from tests.reliability._support.stack import Stack, resolve, start_stack
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ TTL_S = 3.0
 async def test_sigkill_of_one_of_three_instances_fails_no_idempotent_call(
     launcher: Launcher, tmp_path: Path
 ) -> None:
-    platform = await start_platform(launcher, tmp_path, users=3, product=True, ttl_s=TTL_S)
+    platform = await start_stack(launcher, tmp_path, users=3, product=True, ttl_s=TTL_S)
     victim = platform.users[0]
     async with platform.client() as client:
         users = await UserClient.connect(client)
@@ -65,7 +65,7 @@ async def test_sigkill_of_one_of_three_instances_fails_no_idempotent_call(
 
 
 async def assert_acknowledged_writes_present(
-    platform: Platform, users: dict[str, str], products: dict[str, str]
+    platform: Stack, users: dict[str, str], products: dict[str, str]
 ) -> None:
     async with platform.client() as client:
         user_client = await UserClient.connect(client)
@@ -95,7 +95,7 @@ async def access_log_count(log: str, method: str) -> int:
 async def test_sigterm_completes_in_flight_calls_and_moves_new_ones(
     launcher: Launcher, tmp_path: Path
 ) -> None:
-    platform = await start_platform(launcher, tmp_path, users=3, ttl_s=TTL_S)
+    platform = await start_stack(launcher, tmp_path, users=3, ttl_s=TTL_S)
     leaving = platform.users[0]
     async with platform.client() as client, grpc.aio.insecure_channel(leaving.address) as direct:
         users = await UserClient.connect(client)

@@ -19,13 +19,13 @@ import grpc
 import grpc.aio
 import pytest
 
+from harness import Launcher, Process
 from services.product.client import ProductClient
 from services.runtime import Client, ClientConfig, RetrySettings
 from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.proxy import FaultProxy
 from tests.reliability._support.waits import close_stream
 
@@ -36,8 +36,8 @@ EUR = product_pb2.Money(currency_code="EUR", amount_minor=1999)
 
 @dataclass
 class Services:
-    user: Proc
-    product: Proc
+    user: Process
+    product: Process
     direct: Client  # straight to the processes
     proxied: Client  # through the proxies, which can lose replies
     user_proxy: FaultProxy

@@ -23,10 +23,10 @@ import grpc
 import grpc.aio
 import pytest
 
+from harness import Launcher, Process
 from services.runtime import Client, ClientConfig, DeadlineExceeded, RetrySettings, Unavailable
 from services.user.client import UserClient
 from switchboard.user.v1 import user_service_pb2 as us
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.proxy import FaultProxy
 from tests.reliability._support.waits import close_stream, eventually
 
@@ -52,7 +52,7 @@ def scaled_runtime_options() -> tuple[tuple[str, Any], ...]:
 
 @dataclass
 class Setup:
-    user: Proc
+    user: Process
     proxy: FaultProxy
     client: Client
     users: UserClient

@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
+from harness import Launcher
 from services.product.client import ProductClient
 from services.runtime import RegistrationAgent, RegistryConfig
 from services.user.client import UserClient
@@ -32,8 +33,7 @@ from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
 from tests.reliability._support.load import Load
-from tests.reliability._support.platform import start_platform
-from tests.reliability._support.procs import Launcher
+from tests.reliability._support.stack import start_stack
 from tests.reliability._support.waits import eventually
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ async def resync_from(address: str, revision: int) -> set[str]:
 
 
 async def test_registry_restart_under_load(launcher: Launcher, tmp_path: Path) -> None:
-    platform = await start_platform(launcher, tmp_path, users=3, product=True, ttl_s=TTL_S)
+    platform = await start_stack(launcher, tmp_path, users=3, product=True, ttl_s=TTL_S)
     registry = platform.registry
     config = RegistryConfig((registry.address,), ttl_s=TTL_S)
     # Addresses nobody dials (RFC 5737 TEST-NET-1): only the leases matter here.

@@ -256,3 +256,6 @@ async def eventually(predicate: Callable[[], bool], limit_s: float = 5.0) -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {limit_s} s")
         await asyncio.sleep(0.01)
+
+
+MAX_RECEIVE = 64 * 1024

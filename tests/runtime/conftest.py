@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 import grpc.aio
 import pytest
 
-from services.runtime import HealthServicer, ServerConfig, create_server, set_health_status
+from harness import start_server
+from services.runtime import HealthServicer, ServerConfig, set_health_status
 from services.runtime.server._build import SERVING
-from tests.runtime._support import build_service
-
-MAX_RECEIVE = 64 * 1024
+from tests.runtime._support import MAX_RECEIVE, build_service
 
 
 @pytest.fixture
@@ -20,11 +19,10 @@ async def server_port() -> AsyncIterator[int]:
     health = HealthServicer()
     service = build_service()
     config = ServerConfig(max_receive_message_bytes=MAX_RECEIVE)
-    server, port = create_server([service], config, health=health)
-    await server.start()
+    server = await start_server([service], config, health=health)
     await set_health_status(health, [service], SERVING)
-    yield port
-    await server.stop(None)
+    yield server.port
+    await server.stop()
 
 
 @pytest.fixture

@@ -276,7 +276,7 @@ async def test_undecodable_streamed_request_is_invalid_argument(channel: grpc.ai
 
 
 async def test_oversized_request_is_resource_exhausted(channel: grpc.aio.Channel) -> None:
-    from tests.runtime.conftest import MAX_RECEIVE
+    from tests.runtime._support import MAX_RECEIVE
 
     assert await unary(channel, "Echo")(b"x" * (MAX_RECEIVE - 100)) == b"x" * (MAX_RECEIVE - 100)
     with pytest.raises(grpc.aio.AioRpcError) as caught:

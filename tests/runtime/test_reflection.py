@@ -11,7 +11,8 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2  # type: ignore[import-untyped, unused-ignore]
 
-from services.runtime import ServerConfig, Service, create_server
+from harness import serving
+from services.runtime import Service
 from services.runtime.server._reflection import (
     REFLECTION_SERVICE_NAMES,
     V1_SERVICE_NAME,
@@ -43,13 +44,8 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
         user_service_pb2_grpc.add_UserServiceServicer_to_server,
         USER_SERVICE,
     )
-    server, port = create_server([user], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(None)
+    async with serving([user]) as server, grpc.aio.insecure_channel(server.address) as channel:
+        yield channel
 
 
 async def reflect(channel: grpc.aio.Channel, service: str, *requests: Any) -> list[Any]:

@@ -24,10 +24,10 @@ import grpc.aio
 import pytest
 from google.protobuf import duration_pb2
 
+from harness import Launcher, Process
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.waits import eventually
 from tests.security._pki import Pki
 
@@ -43,7 +43,7 @@ def register_request(service: str, instance_id: str) -> rs.RegisterRequest:
 
 @dataclass
 class Secured:
-    registry: Proc
+    registry: Process
     pki: Pki
     channels: list[grpc.aio.Channel]
 

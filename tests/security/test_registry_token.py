@@ -24,10 +24,10 @@ import grpc.aio
 import pytest
 from google.protobuf import duration_pb2
 
+from harness import REPO, Launcher, Process
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.reliability._support.procs import REPO, Launcher, Proc
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def register_request(instance_id: str = "i-1") -> rs.RegisterRequest:
     return rs.RegisterRequest(instance=instance, ttl=duration_pb2.Duration(seconds=30))
 
 
-StubFor = Callable[[Proc], "rs_grpc.RegistryServiceAsyncStub"]
+StubFor = Callable[[Process], "rs_grpc.RegistryServiceAsyncStub"]
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ async def stub_for(launcher: Launcher) -> AsyncIterator[StubFor]:
     """A plaintext registry client for a process; channels closed at the end."""
     channels: list[grpc.aio.Channel] = []
 
-    def make(proc: Proc) -> rs_grpc.RegistryServiceAsyncStub:
+    def make(proc: Process) -> rs_grpc.RegistryServiceAsyncStub:
         channels.append(grpc.aio.insecure_channel(proc.address))
         return rs_grpc.RegistryServiceStub(channels[-1])
 
@@ -100,13 +100,13 @@ def source_literals() -> set[str]:
 
 
 @pytest.fixture
-async def guarded(launcher: Launcher) -> tuple[Proc, str]:
+async def guarded(launcher: Launcher) -> tuple[Process, str]:
     token = secrets.token_urlsafe(24)
     return await launcher.start("registry", env={"SWITCHBOARD_TOKEN": token}), token
 
 
 async def test_no_value_but_the_configured_token_is_accepted(
-    guarded: tuple[Proc, str], stub_for: StubFor
+    guarded: tuple[Process, str], stub_for: StubFor
 ) -> None:
     registry, token = guarded
     stub = stub_for(registry)
@@ -146,7 +146,7 @@ def wrong_credentials(token: str) -> dict[str, Metadata]:
 
 
 async def test_every_write_needs_the_token_in_the_authorization_header(
-    guarded: tuple[Proc, str], stub_for: StubFor
+    guarded: tuple[Process, str], stub_for: StubFor
 ) -> None:
     registry, token = guarded
     stub = stub_for(registry)

@@ -24,8 +24,8 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from harness import REPO, Launcher, Process
 from tests.reliability._support.garbage import probes, send_garbage
-from tests.reliability._support.procs import REPO, Launcher, Proc
 from tests.security._pki import Pki
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +56,13 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-async def user(launcher: Launcher, pki: Pki, tmp_path: Path) -> Proc:
+async def user(launcher: Launcher, pki: Pki, tmp_path: Path) -> Process:
     return await launcher.start(
         "services.user", "--data-dir", str(tmp_path / "user"), *pki.server_flags()
     )
 
 
-async def test_only_a_trusted_client_with_the_right_name_gets_in(pki: Pki, user: Proc) -> None:
+async def test_only_a_trusted_client_with_the_right_name_gets_in(pki: Pki, user: Process) -> None:
     client = pki.client("tester")
     refused = {
         "plaintext": await health(user.address, None),
@@ -100,7 +100,7 @@ async def test_a_certificate_for_another_host_is_refused(
     )
 
 
-async def test_garbage_on_the_tls_port_is_refused(pki: Pki, user: Proc) -> None:
+async def test_garbage_on_the_tls_port_is_refused(pki: Pki, user: Process) -> None:
     """Plaintext bytes on a TLS port: the server hangs up at once and keeps serving."""
     for name, payload in probes().items():
         if name == "TLS ClientHello":
@@ -143,7 +143,7 @@ def tls_flags(pki: Pki, client_cert: bool = True) -> Sequence[str]:
     return flags
 
 
-async def test_grpcurl_works_over_mtls_and_only_so(pki: Pki, user: Proc) -> None:
+async def test_grpcurl_works_over_mtls_and_only_so(pki: Pki, user: Process) -> None:
     code, listed = await grpcurl(*tls_flags(pki), user.address, "list")
     assert code == 0, listed
     assert "switchboard.user.v1.UserService" in listed.split()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc.aio
 import pytest
 
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres
 from services.product import ProductStore
 from services.runtime import errors as e
 from services.runtime.storage import RequestKey
@@ -27,8 +27,6 @@ from switchboard.user.v1 import user_pb2, user_service_pb2_grpc
 from switchboard.user.v1 import user_service_pb2 as upb
 from tests._support import failure
 from tests.storage._backends import count, log, rows
-from tests.storage._postgres import PostgresServer, shared_postgres
-from tests.user._process import StartService, service_processes
 
 WAIT = 10.0
 """Bound on every single wait in these tests (seconds)."""
@@ -210,13 +208,12 @@ async def test_killed_and_restarted_postgres_costs_unavailable_and_no_acknowledg
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
-    async with service_processes(tmp_path) as start:
-        yield start
+def start_process(launcher: Launcher) -> StartProcess:
+    return launcher.start
 
 
 async def test_two_product_processes_on_one_database_share_stock_and_request_ids(
-    url: str, start_process: StartService
+    url: str, start_process: StartProcess
 ) -> None:
     user_a = await start_process("services.user", "--database-url", url)
     env = {"SWITCHBOARD_ADDRESSES_USER": user_a.address}

@@ -3,25 +3,19 @@ database), served in-process on port 0 by the real factory."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc.aio
 import pytest
 
-from services.runtime import ServerConfig, create_server
+from harness import Launcher, PostgresServer, StartProcess, shared_postgres, start_server
 from services.user import PAGE_TOKEN_SECRET, UserStore, user_service
-from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
-from tests.storage._postgres import PostgresServer, shared_postgres
-from tests.user._process import StartService, service_processes
+from switchboard.user.v1 import user_service_pb2_grpc
 
 if TYPE_CHECKING:
     from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
-
-WAIT = 5.0
-"""Bound on every single call or wait in these tests (seconds)."""
 
 
 @pytest.fixture
@@ -49,11 +43,10 @@ def store(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[UserStore]
 async def address(store: UserStore) -> AsyncIterator[str]:
     """``host:port`` of a started in-process user server (production ``create_server``)."""
     service = user_service(store, store.db.secret(PAGE_TOKEN_SECRET))
-    server, port = create_server([service], ServerConfig(listen="127.0.0.1:0"))
-    await server.start()
-    yield f"127.0.0.1:{port}"
+    server = await start_server([service])
+    yield server.address
     store.end_watches()
-    await server.stop(None)
+    await server.stop()
 
 
 @pytest.fixture
@@ -63,24 +56,5 @@ async def stub(address: str) -> AsyncIterator[UserServiceAsyncStub]:
 
 
 @pytest.fixture
-async def start_process(tmp_path: Path) -> AsyncIterator[StartService]:
-    async with service_processes(tmp_path) as start:
-        yield start
-
-
-async def read_event(watch: Any) -> user_service_pb2.WatchUsersResponse:
-    """The next message of a WatchUsers stream (bounded wait)."""
-    response = await asyncio.wait_for(watch.read(), WAIT)
-    assert isinstance(response, user_service_pb2.WatchUsersResponse), response
-    return response
-
-
-def new_user(email: str = "ada@example.com", name: str = "Ada Lovelace") -> user_pb2.User:
-    return user_pb2.User(email=email, display_name=name)
-
-
-async def create(
-    stub: UserServiceAsyncStub, email: str = "ada@example.com", request_id: str = ""
-) -> user_pb2.User:
-    request = user_service_pb2.CreateUserRequest(user=new_user(email), request_id=request_id)
-    return (await stub.CreateUser(request, timeout=WAIT)).user
+def start_process(launcher: Launcher) -> StartProcess:
+    return launcher.start

@@ -11,18 +11,18 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
+from harness import StartProcess
 from services.runtime import errors as e
 from switchboard.user.v1 import user_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2_grpc
 from tests._support import failure
-from tests.user._process import StartService
-from tests.user.conftest import WAIT, create, read_event
+from tests.user._support import WAIT, create, read_event
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_acknowledged_write_survives_sigkill(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     data = str(tmp_path / "data")
     first = await start_process("services.user", "--data-dir", data)
@@ -41,7 +41,7 @@ async def test_acknowledged_write_survives_sigkill(
 
 
 async def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     process = await start_process("services.user", "--data-dir", str(data), "--grace-s", "8")
@@ -69,7 +69,7 @@ async def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(
 
 
 async def test_watch_sees_changes_committed_by_another_process(
-    start_process: StartService, tmp_path: Path
+    start_process: StartProcess, tmp_path: Path
 ) -> None:
     data = str(tmp_path / "data")
     watcher, writer = [await start_process("services.user", "--data-dir", data) for _ in range(2)]

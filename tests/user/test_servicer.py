@@ -14,7 +14,7 @@ from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as pb
 from tests._support import failure
 from tests.storage._backends import count
-from tests.user.conftest import WAIT, create, new_user, read_event
+from tests.user._support import WAIT, create, new_user, read_event
 
 if TYPE_CHECKING:
     from switchboard.user.v1.user_service_pb2_grpc import UserServiceAsyncStub

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.user._process import REPO
+from harness import REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform._platform import (
-    REPO,
-    TIMINGS,
-    Platform,
-    require_tools,
-    running_platform,
-    write_timings,
-)
+from harness import REPO, TIMINGS, Platform, running_platform
+from tests._support import require_tools, write_timings
 
 TOOLS_BIN = REPO / ".tools" / "bin"
 GRPCURL = TOOLS_BIN / "grpcurl"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.platform._platform import REPO, Platform
+from harness import REPO, Platform
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform._platform import REPO, running_platform
+from harness import REPO, running_platform
 
 pytestmark = pytest.mark.e2e
 

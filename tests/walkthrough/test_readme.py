@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.platform._platform import REPO, Platform, Ports, running_platform
+from harness import REPO, Platform, Ports, running_platform
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform._platform import REPO
-from tests.user._process import service_processes
+from harness import REPO, Launcher
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +48,8 @@ async def test_grpcurl_calls_a_service_over_mtls_with_them(tmp_path: Path, grpcu
     )
     switchboard("tls", "cert", "--dir", str(certs), "--name", "operator", cwd=REPO)
     ca, cert, key = certs / "switchboard-ca.pem", certs / "user.pem", certs / "user-key.pem"
-    async with service_processes(tmp_path) as start:
-        user = await start(
+    async with Launcher(tmp_path) as launch:
+        user = await launch.start(
             "services.user",
             *("--data-dir", str(tmp_path / "data")),
             *("--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(ca)),

@@ -28,7 +28,7 @@ from registry import RegistrySettings
 from registry.xds import ADS_SERVICE_NAME, CLUSTER, ENDPOINTS, LISTENER, ROUTE
 from services.runtime import InvalidArgument, from_rpc_error
 from tests.xds._ads import AdsStream
-from tests.xds.conftest import MakeXdsRegistry, XdsRegistry
+from tests.xds._support import MakeXdsRegistry, XdsRegistry
 
 QUIET_S = 0.3  # how long "nothing more arrives" is watched for
 

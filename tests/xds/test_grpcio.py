@@ -26,12 +26,12 @@ import grpc.aio
 import pytest
 
 from envoy.config.endpoint.v3 import endpoint_pb2
+from harness import REPO, Launcher, Process
 from registry.xds import ENDPOINTS, bootstrap_json
 from switchboard.user.v1 import user_pb2
 from switchboard.user.v1 import user_service_pb2 as us
 from switchboard.user.v1 import user_service_pb2_grpc as us_grpc
-from tests.reliability._support.platform import resolve, start_platform
-from tests.reliability._support.procs import REPO, Launcher, Proc
+from tests.reliability._support.stack import resolve, start_stack
 from tests.reliability._support.waits import eventually
 from tests.runtime._certs import make_pki
 from tests.xds._ads import AdsStream
@@ -67,7 +67,7 @@ class Calls:
         return sum(1 for code, t in self.records.values() if code == "OK" and t >= start)
 
 
-def served(proc: Proc) -> set[str]:
+def served(proc: Process) -> set[str]:
     """The request ids of xDS client calls this instance answered."""
     return set(_SERVED.findall(proc.log()))
 
@@ -140,7 +140,7 @@ async def endpoints_without(ads: AdsStream, address: str) -> float:
 async def test_grpcio_client_balances_survives_a_kill_and_finds_a_new_instance(
     launcher: Launcher, tmp_path: Path
 ) -> None:
-    platform = await start_platform(launcher, tmp_path, users=3, ttl_s=TTL_S)
+    platform = await start_stack(launcher, tmp_path, users=3, ttl_s=TTL_S)
     user_id = await create_user(platform.users[0].address)
     bootstrap = bootstrap_json(platform.registry.address)
     client, calls = await start_client(bootstrap, tmp_path, user_id)

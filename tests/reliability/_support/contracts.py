@@ -23,10 +23,10 @@ import grpc.aio
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import Message
 
+from harness import REPO
 from switchboard.product.v1 import product_service_pb2
 from switchboard.registry.v1 import registry_service_pb2
 from switchboard.user.v1 import user_service_pb2
-from tests.reliability._support.procs import REPO
 from tests.reliability._support.strategies import descriptor_of, message_type_of
 
 __all__ = ["Rpc", "all_rpcs", "call_raw", "encode_at", "string_paths"]

@@ -14,8 +14,8 @@ from services.product.client import ProductClient
 from services.runtime import RegistryClient
 from services.user.client import UserClient
 from switchboard.product.v1 import product_pb2
-from tests.reliability._support.platform import Platform
 from tests.reliability._support.proxy import split_frames
+from tests.reliability._support.stack import Stack
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HANG_UP_S = 3.0
@@ -75,7 +75,7 @@ def assert_hung_up_cleanly(answer: bytes) -> None:
     assert kinds <= CONNECTION_FRAMES, f"frames of a stream came back: {sorted(kinds)}"
 
 
-async def platform_state(platform: Platform) -> tuple[object, ...]:
+async def platform_state(platform: Stack) -> tuple[object, ...]:
     """Everything the platform holds that a client can see."""
     async with platform.client() as client:
         registry = RegistryClient(await client.registry())
@@ -86,7 +86,7 @@ async def platform_state(platform: Platform) -> tuple[object, ...]:
     return instances, list(users.users), list(products.products)
 
 
-async def seed(platform: Platform) -> None:
+async def seed(platform: Stack) -> None:
     async with platform.client() as client:
         users = await UserClient.connect(client)
         seller = await users.create_user(email="seller@example.com", display_name="Seller")

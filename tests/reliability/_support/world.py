@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,10 +28,11 @@ import grpc.aio
 from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
 
+from harness import start_server
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from services.product import PAGE_TOKEN_SECRET as PRODUCT_SECRET
 from services.product import SqliteProductStore, UserServiceSellers, product_service
-from services.runtime import Client, ClientConfig, ServerConfig, create_server
+from services.runtime import Client, ClientConfig, ServerConfig
 from services.user import PAGE_TOKEN_SECRET as USER_SECRET
 from services.user import SqliteUserStore, user_service
 from services.user.client import UserClient
@@ -95,10 +96,9 @@ class World:
         return world
 
     async def _serve(self, key: str, services: list[Any]) -> None:
-        server, port = create_server(services, replace(self.config, listen="127.0.0.1:0"))
-        await server.start()
-        self.servers.append(server)
-        self.addresses[key] = f"127.0.0.1:{port}"
+        server = await start_server(services, self.config)
+        self.servers.append(server.server)
+        self.addresses[key] = server.address
         self.channels[key] = grpc.aio.insecure_channel(self.addresses[key])
 
     async def __aenter__(self) -> World:

@@ -1,4 +1,5 @@
-"""Tiny fake servicers for the client tests, on the generated base classes.
+"""Tiny fake servicers (in-process, on the generated base classes) for the client tests
+and the bench's client-overhead measurement.
 
 ``FakeUsers`` answers GetUser with its own name as the user id (so a test can
 see which instance served a call), counts every call per method, and can be
@@ -20,6 +21,15 @@ from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grp
 
 _U = user_service_pb2
 _P = product_service_pb2
+
+__all__ = [
+    "Action",
+    "FakeProducts",
+    "FakeUsers",
+    "elapsed_since",
+    "products_service",
+    "users_service",
+]
 
 Action = BaseException | float
 

@@ -1,4 +1,4 @@
-"""An etcd cluster on loopback for tests: start N members on free ports, find the leader,
+"""An etcd cluster on loopback: start N members on free ports, find the leader,
 SIGKILL and restart members, stop everything.
 
 The members run ``etcd`` from PATH (``make tools-etcd`` installs it) with short
@@ -15,12 +15,7 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,18 +26,15 @@ from typing import Self
 import grpc
 from etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from registry.store.etcd import EtcdStore
-from registry.store.etcd._client import EtcdNotFound
+from harness._ports import free_port
+from harness._process import Process, clean_env
 
 __all__ = [
     "ELECTION_TIMEOUT_S",
     "EtcdCluster",
     "Member",
     "Tls",
-    "ci",
     "etcd_binary",
-    "free_port",
-    "revoke_everything",
 ]
 
 HEARTBEAT_MS = 50
@@ -54,13 +46,6 @@ _READY_S = 30.0
 def etcd_binary() -> str | None:
     """The etcd server on PATH, or None."""
     return shutil.which("etcd")
-
-
-def free_port() -> int:
-    """A port the kernel says is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -88,7 +73,7 @@ class Member:
     peer_port: int
     data_dir: Path
     log_path: Path
-    process: subprocess.Popen[bytes] | None = None
+    process: Process | None = None
     tls: Tls | None = None
 
     @property
@@ -184,17 +169,18 @@ class EtcdCluster:
 
     def restart(self, member: Member) -> None:
         """(Re)start a member that is down; its data dir keeps its state."""
-        assert member.process is None or member.process.poll() is not None
-        with member.log_path.open("ab") as log:
-            member.process = subprocess.Popen(
-                self._argv(member), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        assert member.process is None or not member.process.running
+        argv = self._argv(member)
+        member.process = Process(
+            member.name, lambda _port: argv, env=clean_env(), cwd=self.work,
+            log_path=member.log_path,
+        ).spawn()  # fmt: skip
 
     def kill(self, member: Member) -> None:
         """SIGKILL a member and reap it."""
-        if member.process is not None and member.process.poll() is None:
-            member.process.send_signal(signal.SIGKILL)
-            member.process.wait(10)
+        if member.process is not None:
+            member.process.kill()
+            member.process.wait_exit_sync(10)
         member.process = None
 
     def leader(self, limit_s: float = _READY_S) -> Member:
@@ -244,21 +230,3 @@ class EtcdCluster:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def ci() -> bool:
-    """True on CI, where nothing may skip."""
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-async def revoke_everything(store: EtcdStore) -> None:
-    """Revoke every etcd lease a test's store still holds (so none expires in a later test)."""
-    client = store.client
-    start, end = store.keys.leases()
-    reply = await client.call(
-        client.kv.Range, rpc_pb2.RangeRequest(key=start, range_end=end), client.deadline()
-    )
-    for kv in reply.kvs:
-        lease = rpc_pb2.LeaseRevokeRequest(ID=kv.lease)
-        with contextlib.suppress(EtcdNotFound):
-            await client.call(client.lease.LeaseRevoke, lease, client.deadline())

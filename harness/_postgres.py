@@ -1,4 +1,5 @@
-"""One PostgreSQL server for the whole test session, and a fresh database per test.
+"""One PostgreSQL server for the whole test session (or a bench case), and a fresh database
+per test.
 
 The server comes from Debian's ``postgresql-15`` package (``make tools-postgres``
 installs it where it is missing): ``initdb`` into a temporary directory and
@@ -23,7 +24,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,17 +31,14 @@ from pathlib import Path
 
 import psycopg
 
+from harness._ports import free_port
+from harness._process import HarnessError, Process, clean_env
+
 __all__ = ["PG_BIN", "PostgresServer", "shared_postgres"]
 
 PG_BIN = Path(os.environ.get("SWITCHBOARD_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 START_TIMEOUT_S = 30.0
 _USER = "sb"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_postgres() -> list[str]:
@@ -59,8 +56,8 @@ class PostgresServer:
             raise RuntimeError(f"no PostgreSQL in {PG_BIN}: run `make tools-postgres`")
         self.root = Path(tempfile.mkdtemp(prefix="sb-postgres-"))
         self.data = self.root / "data"
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+        self.process: Process | None = None
         self._names = itertools.count(1)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
@@ -76,12 +73,15 @@ class PostgresServer:
         command = [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
                    "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}",
                    "-c", "fsync=off", "-c", "max_connections=300"]  # fmt: skip
-        with (self.root / "server.log").open("ab") as log:  # the child keeps its own copy
-            self.proc = subprocess.Popen([*_as_postgres(), *command], stdout=log, stderr=log)
+        argv = [*_as_postgres(), *command]
+        self.process = Process(
+            "postgres", lambda _port: argv, env=clean_env(), cwd=self.root,
+            log_path=self.root / "server.log",
+        ).spawn()  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._accepting():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"postgres did not start: see {self.root / 'server.log'}")
+            if not self.process.running or time.monotonic() > deadline:
+                raise HarnessError(f"postgres did not start:\n{self.process.log(4000)}")
             time.sleep(0.05)
 
     def _accepting(self) -> bool:
@@ -104,9 +104,9 @@ class PostgresServer:
 
     def kill(self) -> None:
         """SIGKILL the postmaster (its backends exit when they notice), and reap it."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        assert self.process is not None
+        self.process.signal(signal.SIGKILL)  # the postmaster alone, not its group
+        self.process.wait_exit_sync(10)
         # Backends of a killed postmaster may hold the shared memory a moment longer.
         deadline = time.monotonic() + START_TIMEOUT_S
         while (self.data / "postmaster.pid").exists() and time.monotonic() < deadline:
@@ -117,13 +117,13 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its files."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+        if self.process is not None and self.process.running:
+            self.process.signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+                self.process.wait_exit_sync(20)
+            except HarnessError:
+                self.process.kill()
+                self.process.wait_exit_sync(10)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

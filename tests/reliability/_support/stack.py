@@ -1,4 +1,6 @@
-"""The whole platform as real processes: a registry, user instances and a product service.
+"""A stack of real processes started one by one (not by the supervisor, see
+``harness.running_platform`` for that): a registry, user instances and a product
+service, each reachable for fault injection.
 
 Every user instance shares one data dir (SQLite WAL serves several processes),
 so any instance can answer for any user, as in a real deployment.
@@ -6,7 +8,7 @@ so any instance can answer for any user, as in a real deployment.
 Example::
 
     async with Launcher(tmp_path) as launch:
-        platform = await start_platform(launch, tmp_path, users=3, product=True)
+        platform = await start_stack(launch, tmp_path, users=3, product=True)
         async with platform.client() as client:
             users = await UserClient.connect(client)
 """
@@ -20,27 +22,27 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
+from harness import Launcher, Process
 from services.runtime import Client, ClientConfig, RegistryConfig, RetrySettings
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
-from tests.reliability._support.procs import Launcher, Proc
 from tests.reliability._support.waits import eventually
 
-__all__ = ["Platform", "health_status", "resolve", "start_platform"]
+__all__ = ["Stack", "health_status", "resolve", "start_stack"]
 
 WAIT_S = 10.0
 
 
 @dataclass
-class Platform:
+class Stack:
     """Started processes and where their data lives."""
 
     launcher: Launcher
     data: Path
-    registry: Proc
+    registry: Process
     ttl_s: float
-    users: list[Proc] = field(default_factory=list)
-    product: Proc | None = None
+    users: list[Process] = field(default_factory=list)
+    product: Process | None = None
 
     def service_args(self, name: str) -> tuple[str, ...]:
         """Flags of a service instance: its data dir and the registry to register with."""
@@ -51,7 +53,7 @@ class Platform:
             *("--grace-s", "5"),
         )
 
-    async def add_user(self) -> Proc:
+    async def add_user(self) -> Process:
         """Start one more user instance (same data dir) and wait until it is registered."""
         proc = await self.launcher.start("services.user", *self.service_args("user"))
         self.users.append(proc)
@@ -69,7 +71,7 @@ class Platform:
         return Client(config)
 
 
-async def start_platform(
+async def start_stack(
     launcher: Launcher,
     data: Path,
     *,
@@ -77,10 +79,10 @@ async def start_platform(
     product: bool = False,
     ttl_s: float = 3.0,
     registry_args: tuple[str, ...] = (),
-) -> Platform:
+) -> Stack:
     """Start a registry, ``users`` user instances and (optionally) a product service."""
     registry = await launcher.start("registry", *registry_args)
-    platform = Platform(launcher, data, registry, ttl_s)
+    platform = Stack(launcher, data, registry, ttl_s)
     for _ in range(users):
         await platform.add_user()
     if product:
