@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
@@ -145,8 +146,8 @@ class _CountedWatch:
         self._open = True
         WATCHERS.inc()
 
-    def __aiter__(self) -> _CountedWatch:
-        return self
+    def __aiter__(self) -> AsyncIterator[WatchItem]:
+        return self._inner.__aiter__()  # items come straight from the store's stream
 
     async def __anext__(self) -> WatchItem:
         return await self._inner.__anext__()

@@ -216,7 +216,8 @@ class ConsoleModel:
         self.revision = max(self.revision, item.revision)
         if isinstance(item, instance_pb2.Snapshot):
             self.services[name] = {i.instance_id: instance_json(i) for i in item.instances}
-            self._publish("service", self.service_json(name))
+            if self._subscribers:  # a service's JSON is O(instances): only for a reader
+                self._publish("service", self.service_json(name))
             return item.revision
         kind = _TYPES.get(item.type, "UNKNOWN")
         instance = instance_json(item.instance)
@@ -237,7 +238,8 @@ class ConsoleModel:
             "time_ms": int(time.time() * 1000),
         }
         self.timeline.append(entry)
-        self._publish("change", {"event": entry, "service": self.service_json(name)})
+        if self._subscribers:
+            self._publish("change", {"event": entry, "service": self.service_json(name)})
         return item.revision
 
     async def _renewals_forever(self) -> None:

@@ -179,14 +179,19 @@ def _wrap_unary(
 ) -> Callable[..., Awaitable[Any]]:
     """A coroutine behaviour (grpc.aio checks the function kind, so it must be one)."""
 
+    coroutine = inspect.iscoroutinefunction(behavior)  # decided once, not per call
+
     async def unary_response(request: Any, context: Context) -> Any:
         call = _Call(observer, context)
         response = None
         try:
             if gate is not None:
                 gate.admit(context)
-            result = behavior(check(request), context)
-            response = await result if inspect.isawaitable(result) else result
+            if coroutine:
+                response = await behavior(check(request), context)
+            else:
+                result = behavior(check(request), context)
+                response = await result if inspect.isawaitable(result) else result
         except BaseException as exc:
             await call.fail(exc)
             raise
@@ -213,7 +218,10 @@ def _wrap_streaming(
         try:
             if gate is not None:
                 gate.admit(context)
-            async for response in _responses(behavior(check(request), context)):
+            result = behavior(check(request), context)
+            # An async generator (the usual servicer) is relayed without another layer.
+            responses = result if hasattr(result, "__aiter__") else _responses(result)
+            async for response in responses:
                 observer.sent()
                 yield response
         except BaseException as exc:
