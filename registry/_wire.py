@@ -34,9 +34,8 @@ def as_bytes(answer: bytes | _Message) -> bytes:
 
     Example: ``as_bytes(b"\\x08\\x01") == b"\\x08\\x01"``.
     """
-    if type(answer) is bytes:
+    if isinstance(answer, bytes):
         return answer
-    assert not isinstance(answer, bytes | bytearray)
     return answer.SerializeToString()
 
 
@@ -121,9 +120,3 @@ class AnswerCache:
             del self._entries[next(iter(self._entries))]  # the oldest (dicts keep order)
         self._entries[id(source)] = (source, data)
         return data
-
-    def forget(self, source: object) -> None:
-        """Drop the entry built from ``source``, if any."""
-        entry = self._entries.get(id(source))
-        if entry is not None and entry[0] is source:
-            del self._entries[id(source)]
