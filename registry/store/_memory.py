@@ -79,9 +79,23 @@ class _Record(NamedTuple):
 
 
 class _Lease:
-    """A granted lease, the instance attached to it, and who holds it (None: anyone)."""
+    """A granted lease, the instance attached to it, and who holds it (None: anyone).
 
-    __slots__ = ("deadline", "instance", "lease_id", "owner", "ttl")
+    A renewal only notes its time (``renewed``, ns since the epoch): writing it
+    into the instance message costs more than the rest of a renewal, so it is
+    written when the instance is read (:meth:`current`).
+    """
+
+    __slots__ = (
+        "_instance",
+        "_stamped",
+        "deadline",
+        "lease_id",
+        "owner",
+        "renewed",
+        "service",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -94,8 +108,18 @@ class _Lease:
         self.lease_id = lease_id
         self.ttl = ttl
         self.deadline = deadline
-        self.instance = instance
+        self._instance = instance
+        self.service = instance.service
         self.owner = owner
+        self.renewed = self._stamped = instance.renew_time.ToNanoseconds()
+
+    @property
+    def instance(self) -> instance_pb2.Instance:
+        """The stored instance, its renew time brought up to date."""
+        if self._stamped != self.renewed:
+            self._instance.renew_time.FromNanoseconds(self.renewed)
+            self._stamped = self.renewed
+        return self._instance
 
 
 class MemoryStore:
@@ -216,8 +240,8 @@ class MemoryStore:
         lease = self._lease(lease_id)
         _check_owner(lease, owner)
         lease.deadline = self._clock() + lease.ttl
-        lease.instance.renew_time.FromNanoseconds(self._wall_clock())
-        self._resolved.pop(lease.instance.service, None)
+        lease.renewed = self._wall_clock()
+        self._resolved.pop(lease.service, None)
         return lease.ttl
 
     async def deregister(self, lease_id: str, *, owner: str | None = None) -> int:
