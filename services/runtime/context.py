@@ -12,8 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -40,7 +40,7 @@ def new_request_id() -> str:
 
     Example: ``len(new_request_id()) == 32``.
     """
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # uuid4's randomness without building a UUID (~4 µs -> ~1)
 
 
 def current_request_id() -> str | None:

@@ -113,6 +113,7 @@ class AccessLog:
         self._buffer: list[str] = []
         self._size = 0
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._stamp = (0, "")  # (second, its local time text): formatted once a second
 
     def configure(self, access_log: str, *, stream: IO[str] | None, json_lines: bool) -> None:
         """Sampling from ``access_log`` (``all|errors|sampled:N``); ``stream`` None keeps
@@ -165,7 +166,10 @@ class AccessLog:
                 "peer": peer,
             }
             return json.dumps(fields, separators=(",", ":")) + "\n"
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        second = int(now)
+        if self._stamp[0] != second:
+            self._stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        stamp = self._stamp[1]
         traced = "" if trace_id is None else f" trace_id={trace_id}"
         return (
             f"{stamp},{int(now * 1000) % 1000:03d} INFO switchboard.access method={method} "
