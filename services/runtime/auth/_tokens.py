@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
-
+# PyJWT (with cryptography, ~10 MB of RSS) is imported by TokenVerifier and mint_token,
+# not here: every process imports this module, only those run with --auth use PyJWT.
 from services.runtime.config import ConfigError
 from services.runtime.errors import Unauthenticated
 
@@ -114,6 +114,8 @@ class TokenVerifier:
     """
 
     def __init__(self, settings: TokenSettings, *, clock: Callable[[], float] = time.time) -> None:
+        import jwt  # noqa: F401 (loaded now, at startup, not on the first call)
+
         self.settings = settings
         self._clock = clock
         self._cache: dict[str, Claims] = {}
@@ -136,6 +138,8 @@ class TokenVerifier:
         self._cache[token] = claims
 
     def _decode(self, token: str) -> Claims:
+        import jwt
+
         try:
             algorithm, key = self._key_for(jwt.get_unverified_header(token))
             payload = jwt.decode(
@@ -254,6 +258,8 @@ def _jwk(entry: Any, path: Path) -> tuple[str, tuple[str, Any]]:
         raise ConfigError(
             f"auth: {str(path)!r}: only public RSA (RS256) and EC P-256 (ES256) keys are allowed"
         )
+    import jwt
+
     try:
         key = jwt.PyJWK(entry, algorithm).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError):
@@ -290,6 +296,8 @@ def mint_token(
     role_list = list(roles)
     if role_list:
         payload["roles"] = role_list
+    import jwt
+
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
