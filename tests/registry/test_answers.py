@@ -17,8 +17,7 @@ import pytest
 from registry._wire import AnswerCache, as_bytes
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
-from tests.registry._support import WAIT, register_request
-from tests.registry.conftest import Registry
+from tests.registry._support import WAIT, Registry, register_request
 
 _SERVICE = "/switchboard.registry.v1.RegistryService/"
 
