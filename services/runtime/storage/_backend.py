@@ -94,6 +94,7 @@ class Transaction:
         self._revision: int | None = None
         self._appended_revision: int | None = None
         self.appended = False
+        self.logged_bytes = 0  # payload bytes appended (bounds a group commit's batch)
 
     @property
     def revision(self) -> int:
@@ -106,8 +107,14 @@ class Transaction:
         """Append this transaction's event to the log; returns its revision."""
         append_event(self.conn, self.revision, resource_id, kind, self.now_ns, payload)
         self.appended = True
+        self.logged_bytes += len(payload)
         self._appended_revision = self.revision
         return self.revision
+
+    @property
+    def last_appended(self) -> int | None:
+        """The revision of the last event appended (None: none yet)."""
+        return self._appended_revision
 
     def next_event(self) -> None:
         """Let the next change of this transaction get its own, next revision.
