@@ -268,3 +268,37 @@ def _batch_samples(database: str) -> tuple[float, float]:
     count = registry.get_sample_value("switchboard_storage_commit_batch_writes_count", labels)
     total = registry.get_sample_value("switchboard_storage_commit_batch_writes_sum", labels)
     return (count or 0.0, total or 0.0)
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every commit delay the writer takes (each still sleeps)."""
+    taken: list[float] = []
+    pause = _group_commit._wait_for_more
+
+    def counted() -> None:
+        taken.append(_group_commit.COMMIT_DELAY_S)
+        pause()
+
+    monkeypatch.setattr(_group_commit, "_wait_for_more", counted)
+    return taken
+
+
+async def test_a_lone_writer_is_never_delayed(gc: _Writer, pauses: list[float]) -> None:
+    for i in range(5):
+        assert await gc.writer.submit(_add(f"t{i}")) == i + 1
+    assert pauses == []  # nothing was waiting after any COMMIT: no load, no delay
+
+
+async def test_under_load_a_small_batch_waits_for_more(gc: _Writer, pauses: list[float]) -> None:
+    await _behind_gate(gc, [_add("a"), _add("b"), _add("c")])
+    # The gate's COMMIT found three writes waiting (load), fewer than GATHERED: one delay.
+    assert pauses == [_group_commit.COMMIT_DELAY_S]
+    assert gc.batches == [1, 3]
+
+
+async def test_enough_waiting_writes_run_without_delay(gc: _Writer, pauses: list[float]) -> None:
+    count = _group_commit.GATHERED
+    await _behind_gate(gc, [_add(f"t{i}") for i in range(count)])
+    assert pauses == []
+    assert gc.batches == [1, count]

@@ -27,6 +27,13 @@ before it is durable:
 A write whose caller was cancelled before it ran never runs (as with a
 plain thread hop); one already run completes with its batch.
 
+Under load a batch may wait :data:`COMMIT_DELAY_S` (1 ms) for more writes
+before it runs: through the user service (ghz, 32 CreateUser in flight, a
+loaded 2-core VM) that took the mean batch from ~1.3 to ~2.6 writes and
+server CPU per call down 5-18 % in five interleaved pairs. "Under load"
+means the previous COMMIT found writes already waiting, so a lone writer
+is never delayed.
+
 Example::
 
     writer = GroupCommitWriter(lambda: connect(path), "sqlite-write", on_commit, feed.notify)
@@ -41,6 +48,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +59,8 @@ from services.runtime.storage._backend import Transaction
 from services.runtime.storage._events import next_revision
 
 __all__ = [
+    "COMMIT_DELAY_S",
+    "GATHERED",
     "MAX_BATCH_LOG_BYTES",
     "MAX_BATCH_WRITES",
     "BatchDone",
@@ -69,6 +79,15 @@ first write back by a few ms, far less than the fsync it saves each of the other
 MAX_BATCH_LOG_BYTES = 1 << 20
 """Change-log bytes after which a batch commits (the rest waits for the next one):
 bounds the WAL one commit writes when writes carry big resources."""
+
+COMMIT_DELAY_S = 0.001
+"""Under load, how long a batch waits for more writes before it runs (PostgreSQL's
+``commit_delay`` idea). Only when the last COMMIT found writes already waiting (so a
+lone writer is never delayed) and fewer than :data:`GATHERED` wait: the event loop
+then parses the next requests, which join this batch instead of paying a COMMIT each."""
+
+GATHERED = 8
+"""Writes waiting that make a batch worth running at once, without the delay."""
 
 BatchDone = Callable[[int, int | None], None]
 """Called on the writer thread after each COMMIT: ``(writes in it, last revision or None)``."""
@@ -145,6 +164,7 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
         self._again: deque[_Write] = deque()
         self._closed = False
+        self._busy = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -170,7 +190,10 @@ class GroupCommitWriter:
         while (writes := self._take()) is not None:
             try:
                 conn = conn or self._connect()
-                self._deliver(_commit(conn, writes))
+                batch = _commit(conn, writes)
+                # Writes that arrived while it ran (not ones sent in answer to it): load.
+                self._busy = not self._queue.empty()
+                self._deliver(batch)
             except BaseException as err:  # a bug or a lost connection: fail the batch, go on
                 log.exception("the writer thread failed a batch of %d writes", len(writes))
                 self._deliver(_Batch([_Outcome(w, error=err) for w in writes]))
@@ -189,6 +212,8 @@ class GroupCommitWriter:
             if first is _STOP:
                 return None
             writes.append(first)
+        if self._busy and len(writes) + self._queue.qsize() < GATHERED:
+            _wait_for_more()
         while len(writes) < MAX_BATCH_WRITES:
             try:
                 write = self._queue.get_nowait()
@@ -234,6 +259,11 @@ class GroupCommitWriter:
                 future.set_result(outcome.value)
         if changed:
             self._on_change()
+
+
+def _wait_for_more() -> None:
+    """Sleep :data:`COMMIT_DELAY_S` (releasing the GIL: the loop queues more meanwhile)."""
+    time.sleep(COMMIT_DELAY_S)
 
 
 def begin_immediate(conn: sqlite3.Connection) -> None:
