@@ -29,8 +29,8 @@ Where the work runs (measured on the dev VM: 2 vCPU, Python 3.11, SQLite
 - Group commit (:mod:`services.runtime.storage._group_commit`): the writer
   thread runs every write waiting in its queue in ONE transaction, each in
   its own savepoint, and answers them all after the one COMMIT (one fsync).
-  32 concurrent creates in one process (no gRPC): 106-152 µs of CPU per
-  write and 1,800-8,100 writes/s, against 317-775 µs and 310-2,100 writes/s
+  32 concurrent creates in one process (no gRPC): 106-139 µs of CPU per
+  write and 2,000-8,100 writes/s, against 317-775 µs and 310-2,100 writes/s
   with a transaction per write (loaded shared VM, interleaved runs).
 - Big reads (large List pages) go to a reader thread with its own
   connection (:meth:`Database.read_in_thread`).
