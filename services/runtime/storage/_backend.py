@@ -15,6 +15,9 @@ The promises every backend keeps:
   write transaction interleaves with (SQLite's write lock; PostgreSQL's
   revision counter row, locked first): checks made inside it still hold at
   commit, and revisions are taken gap-free and commit in revision order.
+  SQLite may commit several waiting writes in one transaction (group
+  commit): each runs alone, in its own savepoint, after the ones before it,
+  and none returns before that COMMIT did.
 - :attr:`Backend.changes` wakes this process's watchers after any commit to
   the change log, also one made by another process.
 - A database that cannot be reached is :class:`services.runtime.errors.Unavailable`.
