@@ -105,6 +105,12 @@ STORAGE_COMMIT_SECONDS = Histogram(
     ("database",),
     buckets=_BUCKETS,
 )
+STORAGE_BATCH_WRITES = Histogram(
+    "switchboard_storage_commit_batch_writes",
+    "Writes committed together in one transaction (group commit: one fsync for all).",
+    ("database",),
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 STORAGE_QUERY_SECONDS = Histogram(
     "switchboard_storage_query_seconds",
     "Read snapshots run off the event loop (seconds).",

@@ -15,6 +15,9 @@ The promises every backend keeps:
   write transaction interleaves with (SQLite's write lock; PostgreSQL's
   revision counter row, locked first): checks made inside it still hold at
   commit, and revisions are taken gap-free and commit in revision order.
+  SQLite may commit several waiting writes in one transaction (group
+  commit): each runs alone, in its own savepoint, after the ones before it,
+  and none returns before that COMMIT did.
 - :attr:`Backend.changes` wakes this process's watchers after any commit to
   the change log, also one made by another process.
 - A database that cannot be reached is :class:`services.runtime.errors.Unavailable`.
@@ -94,6 +97,7 @@ class Transaction:
         self._revision: int | None = None
         self._appended_revision: int | None = None
         self.appended = False
+        self.logged_bytes = 0  # payload bytes appended (bounds a group commit's batch)
 
     @property
     def revision(self) -> int:
@@ -106,8 +110,14 @@ class Transaction:
         """Append this transaction's event to the log; returns its revision."""
         append_event(self.conn, self.revision, resource_id, kind, self.now_ns, payload)
         self.appended = True
+        self.logged_bytes += len(payload)
         self._appended_revision = self.revision
         return self.revision
+
+    @property
+    def last_appended(self) -> int | None:
+        """The revision of the last event appended (None: none yet)."""
+        return self._appended_revision
 
     def next_event(self) -> None:
         """Let the next change of this transaction get its own, next revision.

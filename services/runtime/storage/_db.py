@@ -26,6 +26,12 @@ Where the work runs (measured on the dev VM: 2 vCPU, Python 3.11, SQLite
   same reads stayed at p99 0.05 ms, for the same write throughput
   (~2800-4800 commits/s). The hop is ~5-25 % of a commit. One thread also
   means transactions of this process never contend for the write lock.
+- Group commit (:mod:`services.runtime.storage._group_commit`): the writer
+  thread runs every write waiting in its queue in ONE transaction, each in
+  its own savepoint, and answers them all after the one COMMIT (one fsync).
+  32 concurrent creates in one process (no gRPC): 106-139 µs of CPU per
+  write and 2,000-8,100 writes/s, against 317-775 µs and 310-2,100 writes/s
+  with a transaction per write (loaded shared VM, interleaved runs).
 - Big reads (large List pages) go to a reader thread with its own
   connection (:meth:`Database.read_in_thread`).
 
@@ -55,9 +61,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.runtime import metrics
-from services.runtime.errors import Unavailable
 from services.runtime.storage._backend import Connection, Transaction
 from services.runtime.storage._events import ChangeFeed, next_revision
+from services.runtime.storage._group_commit import GroupCommitWriter, begin_immediate
 from services.runtime.storage._migrations import Migration, migrate
 from services.runtime.storage._watch import POLL_INTERVAL_S
 
@@ -115,7 +121,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[Transaction]:
     read and then both try to upgrade to write (SQLITE_BUSY mid-way). A lock
     another process still holds after the busy timeout is UNAVAILABLE.
     """
-    _begin_immediate(conn)
+    begin_immediate(conn)
     tx = Transaction(conn, lambda: next_revision(conn))
     try:
         yield tx
@@ -123,15 +129,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[Transaction]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _begin_immediate(conn: sqlite3.Connection) -> None:
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as err:
-        if getattr(err, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            raise Unavailable("the database is busy; retry", retry_delay=0.1) from None
-        raise
 
 
 class _Worker:
@@ -171,11 +168,14 @@ class Database:
         self.path = path
         self.conn = conn
         self.changes = ChangeFeed()
-        self._writer = _Worker(path, "sqlite-write")
-        self._reader = _Worker(path, "sqlite-read")
         self._commit_seconds = metrics.STORAGE_COMMIT_SECONDS.labels(path.stem)
+        self._batch_writes = metrics.STORAGE_BATCH_WRITES.labels(path.stem)
         self._query_seconds = metrics.STORAGE_QUERY_SECONDS.labels(path.stem)
         self._revision = metrics.STORAGE_REVISION.labels(path.stem)
+        self._writer = GroupCommitWriter(
+            lambda: connect(path), "sqlite-write", self._committed, self.changes.notify
+        )
+        self._reader = _Worker(path, "sqlite-read")
 
     @classmethod
     def open(cls, path: Path, migrations: Sequence[Migration]) -> Database:
@@ -204,27 +204,27 @@ class Database:
         return cls(path, conn)
 
     async def write(self, fn: Callable[[Transaction], T]) -> T:
-        """Run ``fn`` in one write transaction on the writer thread; wake watchers after commit.
+        """Run ``fn`` in a write transaction on the writer thread; committed (fsynced) when
+        this returns, and watchers of this process woken.
 
-        ``fn`` must only use the transaction (it runs on another thread). If
-        the caller is cancelled (deadline, client gone), a transaction still
-        queued never runs and one already running completes: either way a
-        retry with the same request_id gets the right answer. Watchers of this
-        process are woken when the caller resumes (or by their next poll).
+        ``fn`` must only use the transaction (it runs on another thread), and
+        shares the transaction (one fsync) with the other writes waiting then,
+        each in its own savepoint: its error undoes only its own changes
+        (:mod:`services.runtime.storage._group_commit`). If the caller is
+        cancelled (deadline, client gone), a write still queued never runs
+        and one already run completes: either way a retry with the same
+        request_id gets the right answer.
         """
-
-        def run(conn: sqlite3.Connection) -> tuple[T, int | None]:
-            with transaction(conn) as tx:
-                result = fn(tx)
-            return result, tx.revision if tx.appended else None
-
         start = time.perf_counter()
-        result, revision = await self._writer.run(run)
+        result = await self._writer.submit(fn)
         self._commit_seconds.observe(time.perf_counter() - start)
+        return result
+
+    def _committed(self, writes: int, revision: int | None) -> None:
+        """After each COMMIT (on the writer thread): the batch size, the log's revision."""
+        self._batch_writes.observe(writes)
         if revision is not None:
             self._revision.set(revision)
-            self.changes.notify()
-        return result
 
     poll_interval: float | None = POLL_INTERVAL_S
     """Other processes sharing the file cannot wake this one: a watcher looks at the log
