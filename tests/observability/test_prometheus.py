@@ -322,11 +322,16 @@ async def test_storage_metrics_of_a_service(stack: Stack) -> None:
 
 async def test_registry_metrics(stack: Stack) -> None:
     registry = http_address(stack.registry)
+    # Both agents registered and one lease renewed. The product registers on its own
+    # schedule: the user's first renewal can come before it, so wait for both.
     text = await eventually(
         lambda: scrape(registry),
-        lambda t: (sample(t, "switchboard_registry_renewals_total") or 0) >= 1,
+        lambda t: (
+            (sample(t, "switchboard_registry_renewals_total") or 0) >= 1
+            and sample(t, "switchboard_registry_instances", service="product") == 1
+        ),
         TTL_S + 5,
-        "a lease renewal",
+        "a lease renewal and the product's registration",
     )
     assert sample(text, "switchboard_registry_instances", service="user") == 1
     assert sample(text, "switchboard_registry_instances", service="product") == 1
