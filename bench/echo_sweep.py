@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench._config import REPO
 from bench._ghz import GhzCall, GhzLoad, run_ghz
 from bench._procs import Procs, plan_cpus
 from bench._run import GHZ
@@ -35,7 +36,7 @@ __all__ = ["main"]
 CONNECTIONS = (1, 10, 50)
 CONCURRENCY = 50
 KINDS = ("sync", "aio")
-PROTO = Path(__file__).resolve().parents[1] / "protos"
+PROTO = REPO / "protos"
 CALL = GhzCall(
     proto=PROTO / "switchboard/user/v1/user_service.proto",
     call="switchboard.user.v1.UserService.GetUser",
