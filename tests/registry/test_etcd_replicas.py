@@ -193,7 +193,10 @@ class Heartbeater:
             try:
                 for _ in range(10_000):
                     await stream.write(rs.KeepAliveRequest(lease_id=self.lease_id))
-                    await asyncio.wait_for(stream.read(), self.ttl_s / 2)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a
+                    # cancel that lands as the read completes, and Load.stop would wait
+                    async with asyncio.timeout(self.ttl_s / 2):
+                        await stream.read()
                     self.renewed += 1
                     await asyncio.sleep(period)
             except grpc.aio.AioRpcError as err:
@@ -218,12 +221,19 @@ class Load:
         self._tasks.append(asyncio.ensure_future(run()))
 
     async def stop(self) -> None:
+        """Cancel every task and wait (bounded) for each to end; re-raise a task's failure."""
+        pending = {task for task in self._tasks if not task.done()}
+        for _ in range(50):  # a task that absorbed a cancel is cancelled again
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.2)
+        assert not pending, f"{len(pending)} load task(s) ignored cancellation for 10 s"
         for task in self._tasks:
-            task.cancel()
-        results = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for result in results:
-            if not isinstance(result, asyncio.CancelledError | type(None)):
-                raise result  # a load task failed: that is the test failing
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure  # a load task failed: that is the test failing
 
 
 async def resolved_ids(stub: rs_grpc.RegistryServiceAsyncStub) -> set[str]:
