@@ -374,7 +374,12 @@ def _plain_id(value: str) -> bool:
 
 
 def _cancelled_code(context: Context) -> grpc.StatusCode:
-    """grpc.aio cancels the handler both when the caller cancels and when the deadline passes."""
+    """grpc.aio cancels the handler both when the caller cancels and when the deadline passes.
+
+    Only the server's own deadline reads as DEADLINE_EXCEEDED here: a caller whose
+    deadline fires first on its side resets the stream with CANCEL, the same frame as
+    an explicit cancel, and that is logged as CANCELLED (the caller sees its own code).
+    """
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
         return grpc.StatusCode.DEADLINE_EXCEEDED
