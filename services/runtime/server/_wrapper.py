@@ -193,12 +193,12 @@ def _wrap_unary(
                 result = behavior(check(request), context)
                 response = await result if inspect.isawaitable(result) else result
         except BaseException as exc:
-            await call.fail(exc)
+            error = call.fail(exc)
+            _record(call, gate, (request, response))  # before the caller can see the status
+            if error is not None:
+                await abort_with_error(context, error)
             raise
-        finally:
-            call.log()
-            if gate is not None:
-                gate.audit(call.final_code(), call.request_id, (request, response), context)
+        _record(call, gate, (request, response))
         call.succeeded()
         return response
 
@@ -225,15 +225,22 @@ def _wrap_streaming(
                 observer.sent()
                 yield response
         except BaseException as exc:
-            await call.fail(exc)
+            error = call.fail(exc)
+            _record(call, gate, (request,))  # before the caller can see the status
+            if error is not None:
+                await abort_with_error(context, error)
             raise
-        finally:
-            call.log()
-            if gate is not None:
-                gate.audit(call.final_code(), call.request_id, (request,), context)
+        _record(call, gate, (request,))
         call.succeeded()
 
     return stream_response
+
+
+def _record(call: _Call, gate: MethodGate | None, messages: tuple[Any, ...]) -> None:
+    """The call's metrics, span end and access-log line, and its audit line with auth on."""
+    call.log()
+    if gate is not None:
+        gate.audit(call.final_code(), call.request_id, messages, call.context)
 
 
 async def _responses(result: Any) -> AsyncIterator[Any]:
@@ -277,30 +284,35 @@ class _Call:
         if not any(key == REQUEST_ID_KEY for key, _ in trailers):
             self.context.set_trailing_metadata((*trailers, (REQUEST_ID_KEY, self.request_id)))
 
-    async def fail(self, exc: BaseException) -> None:
-        """Record the final code; turn an error into a status (this raises AbortError)."""
+    def fail(self, exc: BaseException) -> SwitchboardError | None:
+        """Record the final code; return the error to abort with (None: the status is set).
+
+        The caller records the call, then aborts: metrics, the access log and the audit
+        line are written before the client can see the status, as on success.
+        """
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             self.code = _cancelled_code(self.context)
         elif isinstance(exc, grpc.aio.AbortError):
             self.code = self.context.code() or grpc.StatusCode.UNKNOWN
         elif isinstance(exc, SwitchboardError):
             self.code = exc.code
-            await abort_with_error(self.context, exc)
+            return exc
         elif isinstance(exc, Exception):
             self.code = grpc.StatusCode.INTERNAL
-            await self._internal_error()
+            return self._internal_error()
         else:
             self.code = grpc.StatusCode.UNKNOWN
+        return None
 
-    async def _internal_error(self) -> NoReturn:
+    def _internal_error(self) -> Internal:
+        """INTERNAL naming the request (and trace) id; the traceback goes to the log only."""
         rid = self.request_id
         _log.exception("unhandled exception in %s (request id %s)", self.method, rid)
         details = {"request_id": rid}
         trace_id = current_trace_id()
         if trace_id is not None:
             details["trace_id"] = trace_id
-        err = Internal(f"internal error; request id {rid}", metadata=details)
-        await abort_with_error(self.context, err)
+        return Internal(f"internal error; request id {rid}", metadata=details)
 
     def final_code(self) -> grpc.StatusCode:
         """The code the client will see."""
