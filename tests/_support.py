@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Awaitable
@@ -13,7 +14,7 @@ import pytest
 from harness import TIMINGS
 from services.runtime import SwitchboardError, from_rpc_error
 
-__all__ = ["ci", "failure", "require_tools", "write_timings"]
+__all__ = ["LoopLag", "ci", "failure", "require_tools", "write_timings"]
 
 
 async def failure(call: Awaitable[Any]) -> SwitchboardError:
@@ -56,3 +57,38 @@ def write_timings(reporter: pytest.TerminalReporter, package: str) -> None:
 def ci() -> bool:
     """True on CI, where nothing may skip."""
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+class LoopLag:
+    """Measures how late the event loop runs timers while a block runs (CPU starvation).
+
+    Timing assertions add ``worst`` to their tolerance: a loaded machine delays
+    every wake-up, which says nothing about the code under test.
+
+    Example::
+
+        async with LoopLag() as lag:
+            await call()
+        assert elapsed <= 0.3 + 0.05 + lag.worst
+    """
+
+    def __init__(self, tick_s: float = 0.005) -> None:
+        self.worst = 0.0
+        self._tick = tick_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(100_000):  # bounded; cancelled long before
+            start = loop.time()
+            await asyncio.sleep(self._tick)
+            self.worst = max(self.worst, loop.time() - start - self._tick)

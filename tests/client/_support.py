@@ -13,7 +13,7 @@ from harness.fakes import FakeUsers
 from registry import MemoryStore, RegistryServicer, RegistrySettings, registry_service
 from services.runtime import HealthServicer, ServerConfig
 
-__all__ = ["Instance", "LoopLag", "Registry", "StartUsers", "wait_for"]
+__all__ = ["Instance", "Registry", "StartUsers", "wait_for"]
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -24,41 +24,6 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> Non
                 return
             await asyncio.sleep(0.01)
     raise AssertionError(f"condition not met within {timeout_s} s")
-
-
-class LoopLag:
-    """Measures how late the event loop runs timers while a block runs (CPU starvation).
-
-    Timing assertions add ``worst`` to their tolerance: a loaded machine delays
-    every wake-up, which says nothing about the code under test.
-
-    Example::
-
-        async with LoopLag() as lag:
-            await call()
-        assert elapsed <= 0.3 + 0.05 + lag.worst
-    """
-
-    def __init__(self, tick_s: float = 0.005) -> None:
-        self.worst = 0.0
-        self._tick = tick_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LoopLag:
-        self._task = asyncio.create_task(self._watch())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        for _ in range(100_000):  # bounded; cancelled long before
-            start = loop.time()
-            await asyncio.sleep(self._tick)
-            self.worst = max(self.worst, loop.time() - start - self._tick)
 
 
 @dataclass

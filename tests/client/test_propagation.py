@@ -14,7 +14,8 @@ from services.product.client import ProductClient
 from services.runtime import ServerConfig, errors, request_scope
 from services.runtime.client._client import Client, ClientConfig
 from services.user.client import UserClient
-from tests.client._support import Instance, LoopLag, StartUsers
+from tests._support import LoopLag
+from tests.client._support import Instance, StartUsers
 
 
 @dataclass
@@ -32,7 +33,14 @@ async def hops(start_users: StartUsers) -> AsyncIterator[Hops]:
         server = await start_server([products_service(products)], ServerConfig(grace_s=0))
         outer = Client(ClientConfig(static={"product": (server.address,)}))
         try:
-            yield Hops(users, products, await ProductClient.connect(outer))
+            client = await ProductClient.connect(outer)
+            # Both hops connected before a test times anything; then forget the warm-up.
+            await client.get_product("p1", timeout_s=10.0)
+            users.servicer.calls.clear()
+            users.servicer.seen_remaining.clear()
+            users.servicer.seen_request_ids.clear()
+            products.seen_remaining.clear()
+            yield Hops(users, products, client)
         finally:
             await outer.close()
             await server.stop()

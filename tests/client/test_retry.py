@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -23,7 +24,8 @@ from services.runtime.client._retry import (
 )
 from services.user.client import CREATE_USER, GET_USER, UserClient
 from switchboard.user.v1 import user_pb2, user_service_pb2
-from tests.client._support import Instance, LoopLag, StartUsers
+from tests._support import LoopLag
+from tests.client._support import Instance, StartUsers
 
 FAST = RetrySettings(max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05, jitter_s=0.01)
 
@@ -34,10 +36,13 @@ async def instance(start_users: StartUsers) -> Instance:
 
 
 async def _connect(instance: Instance, **config: object) -> AsyncIterator[Connection]:
+    """A connection whose channel is already up: a short deadline times the call, not a connect."""
     settings = ClientConfig(static={"user": (instance.address,)}, retry=FAST)
     client = Client(ClientConfig(**{**settings.__dict__, **config}))
     try:
-        yield await client.connect("user")
+        connection = await client.connect("user")
+        await asyncio.wait_for(connection.channel.channel_ready(), 10.0)
+        yield connection
     finally:
         await client.close()
 

@@ -32,6 +32,7 @@ from services.user.client import UserClient
 from switchboard.registry.v1 import instance_pb2
 from switchboard.registry.v1 import registry_service_pb2 as rs
 from switchboard.registry.v1 import registry_service_pb2_grpc as rs_grpc
+from tests._support import LoopLag
 from tests.reliability._support.load import Load
 from tests.reliability._support.stack import start_stack
 from tests.reliability._support.waits import eventually
@@ -110,7 +111,9 @@ async def test_registry_restart_under_load(launcher: Launcher, tmp_path: Path) -
                     and len(found["jitter"]) == AGENTS
                 )
 
-            await eventually(all_back, 2 * INTERVAL_S + 5.0, "every live instance registered")
+            # The agents run on this event loop: how late it ran is added to their bound.
+            async with LoopLag() as lag:
+                await eventually(all_back, 2 * INTERVAL_S + 5.0, "every live instance registered")
             await eventually(
                 lambda: set(users.conn.addresses) == survivors, 5.0, "the client drops the dead"
             )
@@ -132,7 +135,7 @@ async def test_registry_restart_under_load(launcher: Launcher, tmp_path: Path) -
     assert statistics.pstdev(delays) >= 0.15 * INTERVAL_S, delays
     busiest = max(sum(1 for d in delays if t <= d < t + 0.1) for t in delays)
     assert busiest <= len(delays) // 2, f"{busiest} of {len(delays)} within 100 ms: {delays}"
-    assert delays[-1] <= 2 * INTERVAL_S + SLACK_S, (
-        f"re-registered up to {delays[-1]:.2f} s after the restart (interval {INTERVAL_S} s); "
-        f"all delays: {[round(d, 2) for d in delays]}"
+    assert delays[-1] <= 2 * INTERVAL_S + SLACK_S + lag.worst, (
+        f"re-registered up to {delays[-1]:.2f} s after the restart (interval {INTERVAL_S} s, "
+        f"loop lag {lag.worst:.2f} s); all delays: {[round(d, 2) for d in delays]}"
     )
