@@ -145,7 +145,7 @@ async def test_access_log_deadline(server_port: int, caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO, logger=ACCESS)
     conn = await RawH2.connect("127.0.0.1", server_port)
     try:
-        headers = [("grpc-timeout", "300m"), ("x-request-id", "late")]
+        headers = [("grpc-timeout", "2S"), ("x-request-id", "late")]
         reply = await conn.call(method("Slow"), b"5", headers, timeout_s=10.0)
     finally:
         await conn.close()
