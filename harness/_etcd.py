@@ -26,7 +26,7 @@ from typing import Self
 import grpc
 from etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
-from harness._ports import free_port
+from harness._ports import free_ports
 from harness._process import Process, clean_env
 
 __all__ = [
@@ -120,8 +120,11 @@ class EtcdCluster:
         own = work is None
         base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
         work = work or Path(tempfile.mkdtemp(prefix="switchboard-etcd-", dir=base))
+        ports = free_ports(2 * size)  # distinct: probed together, not one after another
         members = [
-            Member(f"m{n}", free_port(), free_port(), work / f"m{n}", work / f"m{n}.log", tls=tls)
+            Member(
+                f"m{n}", ports[2 * n], ports[2 * n + 1], work / f"m{n}", work / f"m{n}.log", tls=tls
+            )
             for n in range(size)
         ]
         cluster = cls(binary, members, work, own)

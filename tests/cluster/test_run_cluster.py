@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, Launcher, Platform, free_port, platform_ports, start_platform
+from harness import REPO, Launcher, Platform, free_ports, platform_ports, start_platform
 from services.runtime import Client, ClientConfig, RegistryClient, SwitchboardError
 from services.user.client import UserClient
 
@@ -34,8 +34,10 @@ LOAD_S = 6.0
 def moved_cluster_file(directory: Path) -> Path:
     """The cluster file with every port it names moved to a free one; nothing else changes."""
     text = CLUSTER_FILE.read_text()
-    for old in sorted(set(re.findall(r"\b(5\d{4})\b", text))):
-        text = re.sub(rf"\b{old}\b", str(free_port()), text)
+    old_ports = sorted(set(re.findall(r"\b(5\d{4})\b", text)))
+    # Probed together (distinct), replaced in one pass (a new port may look like an old one).
+    moved = dict(zip(old_ports, map(str, free_ports(len(old_ports))), strict=True))
+    text = re.sub(r"\b(5\d{4})\b", lambda m: moved[m.group(1)], text)
     policy = REPO / "deploy/auth/policy.example.toml"
     text = text.replace('"deploy/auth/policy.example.toml"', f'"{policy}"')
     path = directory / "switchboard.cluster.toml"

@@ -219,22 +219,24 @@ async def test_create_product_is_one_trace_across_processes(
 
     # JSON logs: every line an object; the seller check's access line carries both ids.
     trace_hex = format(trace_id, "032x")
-    user_lines = _json_lines(stack.user)
-    access = [
-        line
-        for line in user_lines
-        if line["logger"] == "switchboard.access" and line["trace_id"] == trace_hex
-    ]
-    assert len(access) == 1, user_lines[-5:]
+
+    async def access_lines(process: Process) -> list[dict[str, Any]]:
+        """The process's access lines of this trace (its log is flushed every 100 ms)."""
+        return [
+            line
+            for line in _json_lines(process)
+            if line["logger"] == "switchboard.access" and line["trace_id"] == trace_hex
+        ]
+
+    access = await eventually(lambda: access_lines(stack.user), bool, 5, "user access line")
+    assert len(access) == 1, _json_lines(stack.user)[-5:]
     line = access[0]
     assert line["method"] == "/switchboard.user.v1.UserService/GetUser" and line["code"] == "OK"
     assert line["request_id"] and line["peer"].startswith("ipv") and line["duration"] >= 0
     assert {"time", "level", "message"} <= line.keys()
-    product_access = [
-        line
-        for line in _json_lines(stack.product)
-        if line["logger"] == "switchboard.access" and line["trace_id"] == trace_hex
-    ]
+    product_access = await eventually(
+        lambda: access_lines(stack.product), bool, 5, "product access line"
+    )
     assert [p["request_id"] for p in product_access] == [line["request_id"]]
 
     # No OTEL variable, no exporter: the registry sent nothing and said nothing about it.

@@ -12,7 +12,7 @@ from registry import RegistrySettings, StoreLimits
 from services.runtime import errors as e
 from switchboard.registry.v1 import instance_pb2 as pb
 from switchboard.registry.v1 import registry_service_pb2 as rs
-from tests._support import failure
+from tests._support import LoopLag, failure
 from tests.registry._support import (
     WAIT,
     MakeRegistry,
@@ -69,13 +69,17 @@ async def test_an_unrenewed_instance_expires_and_watchers_hear_it(registry: Regi
     stub = registry.stub
     watch = stub.Watch(rs.WatchRequest(service="user"))
     assert (await read(watch)).snapshot.reason == pb.SNAPSHOT_REASON_INITIAL
-    started = time.monotonic()
-    await stub.Register(register_request(ttl_s=1))
-    assert (await read(watch)).event.type == ADDED
-    expired = await read(watch)
-    elapsed = time.monotonic() - started
+    async with LoopLag() as lag:
+        started = time.monotonic()
+        await stub.Register(register_request(ttl_s=1))
+        assert (await read(watch)).event.type == ADDED
+        expired = await read(watch)
+        elapsed = time.monotonic() - started
     assert expired.event.type == EXPIRED and expired.event.instance.instance_id == "u1"
-    assert 0.9 <= elapsed < 2.0  # within TTL + 1 s
+    # Within TTL + 1 s (+ how late this loop ran); etcd checks leases every 500 ms and
+    # revokes through Raft on a cluster sharing two cores with the suite: 1 s more there.
+    allowed = 2.0 + lag.worst + (1.0 if registry.on_etcd else 0.0)
+    assert 0.9 <= elapsed < allowed, f"expired after {elapsed:.2f} s"
     assert list((await stub.Resolve(rs.ResolveRequest(service="user"))).instances) == []
     watch.cancel()
 

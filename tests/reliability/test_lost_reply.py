@@ -72,11 +72,18 @@ async def services(launcher: Launcher, tmp_path: Path) -> AsyncIterator[Services
             await proxy.close()
 
 
-async def events(stream: AsyncIterator[Any], limit_s: float = 1.0) -> list[Any]:
-    """Every event of a change log from the start (the log's end: nothing new for a while)."""
+async def events(
+    stream: AsyncIterator[Any], quiet_s: float = 1.0, first_s: float = 10.0
+) -> list[Any]:
+    """Every event of a change log from the start (the log's end: nothing new for a while).
+
+    The logs read here are never empty: the first event gets ``first_s`` (a busy machine),
+    then ``quiet_s`` of silence ends the log.
+    """
     seen: list[Any] = []
     try:
         while True:
+            limit_s = quiet_s if seen else first_s
             seen.append(await asyncio.wait_for(anext(stream), limit_s))
     except TimeoutError:
         return seen

@@ -11,11 +11,12 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
-from harness import StartProcess
+from harness import Process, StartProcess
 from services.runtime import errors as e
 from switchboard.user.v1 import user_service_pb2 as pb
 from switchboard.user.v1 import user_service_pb2_grpc
 from tests._support import failure
+from tests.observability._support import eventually, http_address, sample, scrape
 from tests.user._support import WAIT, create, read_event
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +41,16 @@ async def test_acknowledged_write_survives_sigkill(
     check.close()
 
 
+async def _started(process: Process, *methods: str) -> None:
+    """Wait (bounded) until the server has started a call of each method (its metrics)."""
+
+    async def counts() -> list[float]:
+        text = await scrape(http_address(process))
+        return [sample(text, "grpc_server_started_total", grpc_method=m) or 0.0 for m in methods]
+
+    await eventually(counts, lambda seen: all(seen), 10.0, f"{methods} started")
+
+
 async def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(
     start_process: StartProcess, tmp_path: Path
 ) -> None:
@@ -52,7 +63,7 @@ async def test_sigterm_lets_an_in_flight_call_finish_then_exits_zero(
         stub = user_service_pb2_grpc.UserServiceStub(channel)
         watch = stub.WatchUsers(pb.WatchUsersRequest())
         in_flight = asyncio.ensure_future(create(stub, "late@example.com"))
-        await asyncio.sleep(0.3)  # the call reaches the server (its result is checked below)
+        await _started(process, "WatchUsers", "CreateUser")  # both reached the server
         assert not in_flight.done()
         started = time.monotonic()
         process.signal(signal.SIGTERM)

@@ -112,7 +112,7 @@ async def test_endpoints_follow_registrations_deregistrations_and_expiry(
         assert _endpoints(third) == {"user": ["127.0.0.1:7001 HEALTHY"]}
         await ads.ack(third, ["user"])
 
-        await xds_registry.register("user", "127.0.0.1:7003", ttl_s=0.2)
+        await xds_registry.register("user", "127.0.0.1:7003", ttl_s=1.0)  # > a loop stall
         assert len(_endpoints(await ads.recv())["user"]) == 2
         expired = await ads.recv()  # the reaper evicts it: pushed like a deregistration
         assert _endpoints(expired) == {"user": ["127.0.0.1:7001 HEALTHY"]}
