@@ -13,13 +13,13 @@ Example::
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
 
 from etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
+from harness import etcd_binary
 from registry.store.etcd import prefix_end
 
 __all__ = [
@@ -34,11 +34,6 @@ __all__ = [
 
 ETCD_IMPORTS = Path(__file__).resolve().parents[1] / "third_party" / "protos"
 ETCD_PROTO = ETCD_IMPORTS / "etcd" / "api" / "etcdserverpb" / "rpc.proto"
-
-
-def etcd_binary() -> str | None:
-    """The etcd server on PATH, or None."""
-    return shutil.which("etcd")
 
 
 def etcd_version(binary: str) -> str:

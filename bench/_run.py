@@ -207,9 +207,12 @@ async def _main_phases(stack: Stack, results: dict[str, CaseResult]) -> None:
     ]
     if fanout_keys:
         await _phase(results, fanout_keys, "watch fan-out", lambda: phases.fanout(stack, results))
-    if stack.users and stack.user_ids:
+    if not (stack.users and stack.user_ids):
+        return
+    if _needed(stack, "scale"):
         scale_keys = [f"scale.user.{n}" for n in range(1, stack.config.scaling_instances + 1)]
         await _phase(results, scale_keys, "scaling", lambda: phases.scaling(stack, results))
+    if _needed(stack, "failover"):
         await _phase(
             results, ["failover.kill1of3"], "failover", lambda: phases.failover(stack, results)
         )
