@@ -285,7 +285,7 @@ class _Call:
             self.context.set_trailing_metadata((*trailers, (REQUEST_ID_KEY, self.request_id)))
 
     def fail(self, exc: BaseException) -> SwitchboardError | None:
-        """Record the final code; return the error to abort with (None: the status is set).
+        """Record the final code; return the error to abort with (None: nothing to send).
 
         The caller records the call, then aborts: metrics, the access log and the audit
         line are written before the client can see the status, as on success.
