@@ -12,9 +12,7 @@ import socket
 import time
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from harness import Launcher, free_port
 from services.platform import busy_ports, port_is_free
@@ -40,17 +38,23 @@ def time_wait_on(port: int) -> bool:
 
 
 def killed_server_port(sync_launcher: Launcher) -> int | None:
-    """Start a registry, call it, SIGKILL it; its port if a TIME_WAIT is left there, else None.
+    """Start a registry, connect, SIGKILL it; its port if a TIME_WAIT is left there, else None.
 
-    The kernel closes a killed server's connections with FIN (leaving TIME_WAIT on the
-    server's port), or with RST if unread bytes were still queued (leaving nothing).
+    The kernel closes a killed server's connections with FIN, or with RST if bytes it had
+    not read were still queued (leaving nothing). The server's side reaches TIME_WAIT once
+    the client answers with its own FIN, and only if the client sends nothing after the
+    server's FIN (a grpc channel may: a GOAWAY on close, under load, draws an RST). So the
+    client is a raw socket that sends nothing: it waits for the server's SETTINGS (the
+    connection is accepted), reads to the end after the kill, then closes.
     """
     port = free_port()
     server = sync_launcher.prepare("registry").start_sync(port)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as client:
+        assert client.recv(65536), "the server sent no SETTINGS"
         server.kill()
         server.wait_exit_sync(WAIT_S)
+        while client.recv(65536):  # to the server's FIN: nothing unread when we close
+            pass
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         if time_wait_on(port):
