@@ -19,7 +19,7 @@ from switchboard.product.v1 import product_service_pb2_grpc
 from switchboard.user.v1 import user_pb2, user_service_pb2, user_service_pb2_grpc
 from tests._support import failure
 from tests.product._support import WAIT, new_product, reserve
-from tests.reliability._support.rawh2 import RawH2, Reply
+from tests.reliability._support.rawh2 import call_once
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +33,6 @@ async def _seed_product(data_dir: Path, stock: int) -> str:
         ).product.id
     finally:
         store.close()
-
-
-async def raw_call(address: str, request: pb.CreateProductRequest, grpc_timeout: str) -> Reply:
-    """CreateProduct over raw HTTP/2 with a ``grpc-timeout`` header (bounded wait)."""
-    host, port = address.rsplit(":", 1)
-    conn = await RawH2.connect(host, int(port))
-    try:
-        path = "/switchboard.product.v1.ProductService/CreateProduct"
-        headers = [("grpc-timeout", grpc_timeout)]
-        return await conn.call(path, request.SerializeToString(), headers, timeout_s=15.0)
-    finally:
-        await conn.close()
 
 
 async def test_two_processes_on_one_file_never_oversell(
@@ -130,7 +118,9 @@ async def test_seller_check_through_the_registry_and_the_user_service(
             # A raw HTTP/2 call sends grpc-timeout and never cancels, so what ends the call
             # is the product service giving up (a grpc client's own deadline would reach it
             # as a cancel first under load, and be logged CANCELLED).
-            slow = await raw_call(product.address, create("SLOW-1", unseen), "1S")
+            path = "/switchboard.product.v1.ProductService/CreateProduct"
+            message = create("SLOW-1", unseen).SerializeToString()
+            slow = await call_once(product.address, path, message, [("grpc-timeout", "1S")], 15.0)
             assert slow.grpc_status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
             await product.wait_output("CreateProduct code=DEADLINE_EXCEEDED", timeout_s=10)
         finally:

@@ -31,7 +31,7 @@ from tests.reliability._support.contracts import (
     string_paths,
 )
 from tests.reliability._support.garbage import platform_state, seed
-from tests.reliability._support.rawh2 import RawH2
+from tests.reliability._support.rawh2 import RawH2, call_once
 from tests.reliability._support.stack import Stack, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -173,11 +173,7 @@ async def test_memory_stays_bounded_under_metadata_abuse(platform: Stack) -> Non
     user = platform.users[0]
     baseline = user.rss_bytes()
     for _ in range(60):
-        conn = await RawH2.connect("127.0.0.1", user.port)
-        try:
-            reply = await conn.call(HEALTH, b"", [("x-pad", "a" * MIB)])
-        finally:
-            await conn.close()
+        reply = await call_once(f"127.0.0.1:{user.port}", HEALTH, b"", [("x-pad", "a" * MIB)])
         assert reply.refused
     growth = user.rss_bytes() - baseline
     assert growth < 48 * MIB, f"resident memory grew by {growth / MIB:.0f} MiB"

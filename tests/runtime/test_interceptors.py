@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2  # type: ignore[import-untyped, unused-ign
 
 from services.runtime import Internal, InvalidArgument, NotFound, from_rpc_error
 from services.runtime.server._wrapper import incoming_request_id
-from tests.reliability._support.rawh2 import RawH2
+from tests.reliability._support.rawh2 import call_once
 from tests.runtime._support import (
     SECRET,
     bidi,
@@ -143,12 +143,8 @@ async def test_access_log_deadline(server_port: int, caplog: pytest.LogCaptureFi
     RST_STREAM CANCEL for both.)
     """
     caplog.set_level(logging.INFO, logger=ACCESS)
-    conn = await RawH2.connect("127.0.0.1", server_port)
-    try:
-        headers = [("grpc-timeout", "2S"), ("x-request-id", "late")]
-        reply = await conn.call(method("Slow"), b"5", headers, timeout_s=10.0)
-    finally:
-        await conn.close()
+    headers = [("grpc-timeout", "2S"), ("x-request-id", "late")]
+    reply = await call_once(f"127.0.0.1:{server_port}", method("Slow"), b"5", headers, 10.0)
     assert reply.grpc_status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
     assert "code=DEADLINE_EXCEEDED" in (await _logged(caplog, "request_id=late")).getMessage()
 

@@ -27,7 +27,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-__all__ = ["ENHANCE_YOUR_CALM", "RawH2", "Reply", "grpc_message"]
+__all__ = ["ENHANCE_YOUR_CALM", "RawH2", "Reply", "call_once", "grpc_message"]
 
 ENHANCE_YOUR_CALM = 0xB
 Header = tuple[str, str]
@@ -208,6 +208,21 @@ class RawH2:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+async def call_once(
+    address: str, path: str, message: bytes, headers: Sequence[Header] = (), timeout_s: float = 5.0
+) -> Reply:
+    """One unary call on a connection of its own to ``host:port``, closed after.
+
+    Example: ``await call_once("127.0.0.1:50051", path, b"", [("grpc-timeout", "2S")])``.
+    """
+    host, port = address.rsplit(":", 1)
+    conn = await RawH2.connect(host, int(port))
+    try:
+        return await conn.call(path, message, headers, timeout_s)
+    finally:
+        await conn.close()
 
 
 def _text(headers: Sequence[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
